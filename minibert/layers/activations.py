@@ -1,0 +1,60 @@
+"""Elementwise activations: GELU (exact and tanh forms) and tanh."""
+
+import math
+
+from ..backend import array_module, erf
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+# Python floats, not numpy scalars: a numpy float64 scalar would upcast float32 arrays.
+
+
+def gelu_forward(x):
+    """Exact GELU (Hugging Face "gelu"): out = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
+
+    x: (N...)   ->   out: (N...)
+    """
+    phi_cdf = 0.5 * (1.0 + erf(x * _SQRT_HALF))
+    return x * phi_cdf, x  # recomputing Phi in backward is cheaper than keeping it
+
+
+def gelu_backward(dout, cache):
+    """Forward was out = x * Phi(x), so dout/dx = Phi(x) + x * phi(x), phi the normal pdf."""
+    x = cache
+    xp = array_module(x)
+    phi_cdf = 0.5 * (1.0 + erf(x * _SQRT_HALF))
+    phi_pdf = xp.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return dout * (phi_cdf + x * phi_pdf)
+
+
+def gelu_tanh_forward(x):
+    """GELU, tanh form (Hugging Face "gelu_new", google's later code):
+    out = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
+    """
+    xp = array_module(x)
+    u = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+    return 0.5 * x * (1.0 + xp.tanh(u)), x
+
+
+def gelu_tanh_backward(dout, cache):
+    """Forward was 0.5 x (1 + tanh(u)), so
+    dout/dx = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) du/dx,  du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    """
+    x = cache
+    xp = array_module(x)
+    t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
+    du = _SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x)
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+
+
+def tanh_forward(x):
+    """out = tanh(x)   (the pooler's activation)"""
+    out = array_module(x).tanh(x)
+    return out, out  # the derivative is written in terms of the output
+
+
+def tanh_backward(dout, cache):
+    """Forward was out = tanh(x), so dx = dout * (1 - out^2)."""
+    out = cache
+    return dout * (1.0 - out * out)

@@ -1,0 +1,29 @@
+"""Inverted dropout: zero each element with probability p and scale the rest by 1 / (1 - p)."""
+
+
+def dropout_mask(rng, shape, p, dtype):
+    """A mask already scaled: 0 with probability p, else 1 / (1 - p). Shape (N...)."""
+    keep = rng.random(shape, dtype=dtype) >= p
+    return keep.astype(dtype) * (1.0 / (1.0 - p))
+
+
+def dropout_forward(x, p, training, rng=None, mask=None):
+    """out = x * mask, the mask scaled so the expected value of out equals x.
+
+    Identity when not training or p == 0 (then the cache is None). Pass `mask` to reuse
+    a fixed mask (gradient checks); otherwise it is drawn from `rng`.
+    x: (N...) -> out: (N...)
+    """
+    if not training or p == 0.0:
+        return x, None
+    if mask is None:
+        if rng is None:
+            raise ValueError("dropout in training mode needs an rng (or a fixed mask)")
+        mask = dropout_mask(rng, x.shape, p, x.dtype)
+    return x * mask, mask
+
+
+def dropout_backward(dout, cache):
+    """Forward was out = x * mask, so dx = dout * mask (the same elements are dropped)."""
+    mask = cache
+    return dout if mask is None else dout * mask

@@ -1,0 +1,416 @@
+"""BERT: embeddings, a stack of post-LayerNorm encoder layers, the pooler, and the
+pre-training heads (masked LM and next-sentence prediction), with one hand-written
+backward pass through all of it.
+
+Follow one batch (dimension letters as in minibert/layers/__init__.py):
+
+    input_ids (B, T) --word + position + segment embeddings, LayerNorm, dropout--> x (B, T, H)
+    x --num_hidden_layers x [attention, add & norm, feed-forward, add & norm]--> sequence_output (B, T, H)
+    sequence_output[:, 0] --dense, tanh--> pooled_output (B, H) --dense--> nsp_logits (B, 2)
+    sequence_output at masked positions (B, P, H) --dense, GELU, LayerNorm, @ E^T + bias--> mlm_logits (B, P, V)
+    loss = weighted mean MLM cross-entropy + mean NSP cross-entropy
+
+`backward()` walks the same path in reverse and returns a dict of gradients with exactly
+the keys of `model.params`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import backend
+from .config import BertConfig
+from .io import CheckpointError, load_arrays, save_arrays, write_text_atomic
+from .layers import (
+    ACTIVATIONS,
+    attention_backward,
+    attention_forward,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    dropout_backward,
+    dropout_forward,
+    embedding_backward,
+    embedding_forward,
+    layernorm_backward,
+    layernorm_forward,
+    linear_backward,
+    linear_forward,
+    padding_mask_bias,
+    tanh_backward,
+    tanh_forward,
+)
+
+
+def truncated_normal(rng: np.random.Generator, shape, std: float) -> np.ndarray:
+    """Normal(0, std) draws, redrawn until all lie within 2 std (google's initializer)."""
+    out = rng.standard_normal(shape)
+    bad = np.abs(out) > 2.0
+    while bad.any():
+        out[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(out) > 2.0
+    return out * std
+
+
+@dataclass
+class BertOutput:
+    """What a forward pass returns. Fields a model does not compute stay None."""
+
+    sequence_output: Any = None  # (B, T, H) last layer's hidden states
+    pooled_output: Any = None  # (B, H) tanh(dense(first token))
+    attentions: list | None = None  # per layer (B, A, T, T), when asked for
+    mlm_logits: Any = None  # (B, P, V) only at the masked positions
+    nsp_logits: Any = None  # (B, 2): 0 = B follows A, 1 = B is random
+    loss: Any = None  # mlm_loss + nsp_loss
+    mlm_loss: Any = None
+    nsp_loss: Any = None
+    mlm_accuracy: Any = None
+    nsp_accuracy: Any = None
+    extras: dict = field(default_factory=dict)  # heads of subclasses put their outputs here
+
+
+class BertModel:
+    """The BERT encoder with its pooler. `params` is a flat dict name -> array."""
+
+    def __init__(self, config: BertConfig, seed: int = 0, dtype=np.float32):
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        self.params: dict = {}
+        self.rng = backend.default_rng(seed + 1)  # dropout, when no rng is passed to forward
+        self._cache = None
+        init = np.random.default_rng(seed)  # parameters are drawn on the host, then moved
+        self._init_encoder(init)
+        self._init_heads(init)
+
+    # -- parameters ----------------------------------------------------------------
+    def _add(self, name: str, host_array: np.ndarray) -> None:
+        self.params[name] = backend.to_device(host_array, dtype=self.dtype)
+
+    def _add_dense(self, init, name: str, n_in: int, n_out: int) -> None:
+        self._add(f"{name}.W", truncated_normal(init, (n_in, n_out), self.config.initializer_range))
+        self._add(f"{name}.b", np.zeros(n_out))
+
+    def _add_layernorm(self, name: str, n: int) -> None:
+        self._add(f"{name}.gamma", np.ones(n))
+        self._add(f"{name}.beta", np.zeros(n))
+
+    def _init_encoder(self, init) -> None:
+        c = self.config
+        H, F, std = c.hidden_size, c.intermediate_size, c.initializer_range
+        self._add("embeddings.word", truncated_normal(init, (c.vocab_size, H), std))
+        self._add("embeddings.position", truncated_normal(init, (c.max_position_embeddings, H), std))
+        self._add("embeddings.token_type", truncated_normal(init, (c.type_vocab_size, H), std))
+        self._add_layernorm("embeddings.ln", H)
+        for i in range(c.num_hidden_layers):
+            self._add_dense(init, f"layer.{i}.attn.qkv", H, 3 * H)  # [W_q | W_k | W_v]
+            self._add_dense(init, f"layer.{i}.attn.out", H, H)
+            self._add_layernorm(f"layer.{i}.attn.ln", H)
+            self._add_dense(init, f"layer.{i}.ffn.in", H, F)
+            self._add_dense(init, f"layer.{i}.ffn.out", F, H)
+            self._add_layernorm(f"layer.{i}.ffn.ln", H)
+        self._add_dense(init, "pooler", H, H)
+
+    def _init_heads(self, init) -> None:
+        """Subclasses add their heads' parameters here."""
+
+    def num_parameters(self) -> int:
+        return int(sum(a.size for a in self.params.values()))
+
+    def to(self, dtype) -> "BertModel":
+        """Cast every parameter to float32 or float64 (in the same dict)."""
+        self.dtype = np.dtype(dtype)
+        for name, a in self.params.items():
+            self.params[name] = a.astype(self.dtype)
+        self._cache = None
+        return self
+
+    def zero_grads(self) -> dict:
+        xp = backend.array_module(*self.params.values())
+        return {name: xp.zeros_like(a) for name, a in self.params.items()}
+
+    # -- input checks --------------------------------------------------------------
+    def _prepare(self, batch: dict):
+        """Move the batch to the parameters' device and check ids fit the config."""
+        c = self.config
+        xp = backend.array_module(self.params["embeddings.word"])
+        if "input_ids" not in batch:
+            raise KeyError("batch has no 'input_ids'")
+        ids = xp.asarray(batch["input_ids"])
+        if ids.ndim != 2:
+            raise ValueError(f"input_ids must have shape (B, T), got {ids.shape}")
+        B, T = ids.shape
+        types = xp.asarray(batch["token_type_ids"]) if batch.get("token_type_ids") is not None else xp.zeros_like(ids)
+        mask = xp.asarray(batch["attention_mask"]) if batch.get("attention_mask") is not None else xp.ones_like(ids)
+        if T > c.max_position_embeddings:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings {c.max_position_embeddings}")
+        for name, a, limit in (("input_ids", ids, c.vocab_size), ("token_type_ids", types, c.type_vocab_size)):
+            if a.shape != (B, T):
+                raise ValueError(f"{name} has shape {a.shape}, expected {(B, T)}")
+            if a.size and (int(a.min()) < 0 or int(a.max()) >= limit):
+                raise ValueError(f"{name} must lie in [0, {limit}), got values in [{int(a.min())}, {int(a.max())}]")
+        if mask.shape != (B, T):
+            raise ValueError(f"attention_mask has shape {mask.shape}, expected {(B, T)}")
+        return ids, types, mask
+
+    # -- encoder -------------------------------------------------------------------
+    def _encode(self, batch, training, rng, output_attentions=False):
+        """Embeddings, encoder layers and pooler. Returns (sequence_output, pooled_output, attentions, cache)."""
+        c, p = self.config, self.params
+        ids, types, mask = self._prepare(batch)
+        T = ids.shape[1]
+        drop = c.hidden_dropout_prob
+        # embeddings: word + position + segment, then LayerNorm and dropout
+        word, word_cache = embedding_forward(ids, p["embeddings.word"])  # (B, T, H)
+        typ, type_cache = embedding_forward(types, p["embeddings.token_type"])  # (B, T, H)
+        x = word + typ
+        x += p["embeddings.position"][:T]  # (T, H) broadcast over the batch
+        x, ln_cache = layernorm_forward(x, p["embeddings.ln.gamma"], p["embeddings.ln.beta"], c.layer_norm_eps)
+        x, drop_cache = dropout_forward(x, drop, training, rng)
+        emb_cache = (word_cache, type_cache, ln_cache, drop_cache)
+
+        mask_bias = padding_mask_bias(mask, self.dtype)  # (B, 1, 1, T)
+        layer_caches, attentions = [], []
+        for i in range(c.num_hidden_layers):
+            x, cache = self._layer_forward(i, x, mask_bias, training, rng)
+            layer_caches.append(cache)
+            if output_attentions:
+                attentions.append(cache["attn"]["probs"])
+        # pooler: the first token ([CLS]) -> dense -> tanh
+        pooled, dense_cache = linear_forward(x[:, 0], p["pooler.W"], p["pooler.b"])  # (B, H)
+        pooled, tanh_cache = tanh_forward(pooled)
+        cache = {"emb": emb_cache, "layers": layer_caches, "pool": (dense_cache, tanh_cache), "T": T}
+        return x, pooled, (attentions if output_attentions else None), cache
+
+    def _layer_forward(self, i, x, mask_bias, training, rng):
+        """One post-LN encoder layer: x -> LN(x + attn(x)) -> LN(h + ffn(h)).   (B, T, H) -> (B, T, H)"""
+        c, p, n = self.config, self.params, f"layer.{i}."
+        act_forward, _ = ACTIVATIONS[c.hidden_act]
+        drop = c.hidden_dropout_prob
+        a, attn_cache = attention_forward(
+            x, p[n + "attn.qkv.W"], p[n + "attn.qkv.b"], p[n + "attn.out.W"], p[n + "attn.out.b"],
+            mask_bias, c.num_attention_heads, c.attention_probs_dropout_prob, training, rng)
+        a, attn_drop = dropout_forward(a, drop, training, rng)
+        a += x  # residual
+        h, attn_ln = layernorm_forward(a, p[n + "attn.ln.gamma"], p[n + "attn.ln.beta"], c.layer_norm_eps)
+        f, ffn_in = linear_forward(h, p[n + "ffn.in.W"], p[n + "ffn.in.b"])  # (B, T, F)
+        f, act_cache = act_forward(f)
+        f, ffn_out = linear_forward(f, p[n + "ffn.out.W"], p[n + "ffn.out.b"])  # (B, T, H)
+        f, ffn_drop = dropout_forward(f, drop, training, rng)
+        f += h  # residual
+        out, ffn_ln = layernorm_forward(f, p[n + "ffn.ln.gamma"], p[n + "ffn.ln.beta"], c.layer_norm_eps)
+        cache = {"attn": attn_cache, "attn_drop": attn_drop, "attn_ln": attn_ln, "ffn_in": ffn_in,
+                 "act": act_cache, "ffn_out": ffn_out, "ffn_drop": ffn_drop, "ffn_ln": ffn_ln}
+        return out, cache
+
+    def _layer_backward(self, i, dout, cache, grads):
+        """Reverse of _layer_forward. dout: (B, T, H) -> dx: (B, T, H); writes the layer's grads."""
+        n = f"layer.{i}."
+        _, act_backward = ACTIVATIONS[self.config.hidden_act]
+        # out = LN(f + h)
+        df, grads[n + "ffn.ln.gamma"], grads[n + "ffn.ln.beta"] = layernorm_backward(dout, cache["ffn_ln"])
+        dh = df.copy()  # the residual branch: h reached the sum directly
+        df = dropout_backward(df, cache["ffn_drop"])
+        df, grads[n + "ffn.out.W"], grads[n + "ffn.out.b"] = linear_backward(df, cache["ffn_out"])
+        df = act_backward(df, cache["act"])
+        dh_ffn, grads[n + "ffn.in.W"], grads[n + "ffn.in.b"] = linear_backward(df, cache["ffn_in"])
+        dh += dh_ffn
+        # h = LN(a + x)
+        da, grads[n + "attn.ln.gamma"], grads[n + "attn.ln.beta"] = layernorm_backward(dh, cache["attn_ln"])
+        dx = da.copy()  # residual
+        da = dropout_backward(da, cache["attn_drop"])
+        dx_attn, grads[n + "attn.qkv.W"], grads[n + "attn.qkv.b"], grads[n + "attn.out.W"], grads[n + "attn.out.b"] = (
+            attention_backward(da, cache["attn"]))
+        dx += dx_attn
+        return dx
+
+    def _encode_backward(self, dseq, dpooled, cache, grads):
+        """Reverse of _encode: dseq (B, T, H) and dpooled (B, H) -> fills the encoder's grads."""
+        p = self.params
+        dense_cache, tanh_cache = cache["pool"]
+        dseq = dseq.copy()
+        if dpooled is not None:
+            d = tanh_backward(dpooled, tanh_cache)
+            dfirst, grads["pooler.W"], grads["pooler.b"] = linear_backward(d, dense_cache)
+            dseq[:, 0] += dfirst
+        else:
+            xp = backend.array_module(dseq)
+            grads["pooler.W"], grads["pooler.b"] = xp.zeros_like(p["pooler.W"]), xp.zeros_like(p["pooler.b"])
+        dx = dseq
+        for i in reversed(range(self.config.num_hidden_layers)):
+            dx = self._layer_backward(i, dx, cache["layers"][i], grads)
+        word_cache, type_cache, ln_cache, drop_cache = cache["emb"]
+        dx = dropout_backward(dx, drop_cache)
+        dx, grads["embeddings.ln.gamma"], grads["embeddings.ln.beta"] = layernorm_backward(dx, ln_cache)
+        dword = embedding_backward(dx, word_cache)
+        # the word table may already hold a gradient from the tied MLM decoder: add, don't overwrite
+        grads["embeddings.word"] = grads["embeddings.word"] + dword if "embeddings.word" in grads else dword
+        grads["embeddings.token_type"] = embedding_backward(dx, type_cache)
+        dpos = backend.array_module(dx).zeros_like(p["embeddings.position"])
+        dpos[: cache["T"]] = dx.sum(axis=0)  # each position row was used once per sequence
+        grads["embeddings.position"] = dpos
+
+    # -- public API ----------------------------------------------------------------
+    def _rng(self, training, rng):
+        return rng if rng is not None else (self.rng if training else None)
+
+    def forward(self, batch: dict, training: bool = False, rng=None, output_attentions: bool = False) -> BertOutput:
+        """Encode a batch. Keeps what backward(dsequence_output, dpooled_output) needs."""
+        seq, pooled, attentions, cache = self._encode(batch, training, self._rng(training, rng), output_attentions)
+        self._cache = cache
+        return BertOutput(sequence_output=seq, pooled_output=pooled, attentions=attentions)
+
+    def backward(self, dsequence_output=None, dpooled_output=None) -> dict:
+        """Gradients of sum(sequence_output * dsequence_output) + sum(pooled_output * dpooled_output)."""
+        cache = self._take_cache()
+        if dsequence_output is None:
+            B, H = (dpooled_output.shape if dpooled_output is not None else (None, None))
+            if B is None:
+                raise ValueError("backward needs dsequence_output or dpooled_output")
+            dsequence_output = backend.array_module(dpooled_output).zeros((B, cache["T"], H), self.dtype)
+        grads = {}
+        self._encode_backward(dsequence_output, dpooled_output, cache, grads)
+        return grads
+
+    def _take_cache(self):
+        if self._cache is None:
+            raise RuntimeError(
+                "backward() needs a forward() first, and can run once per forward: "
+                "call forward() again before the next backward()")
+        cache, self._cache = self._cache, None  # a second backward() must not reuse it
+        return cache
+
+    # -- minibert's own checkpoint format ----------------------------------------------
+    def save(self, path) -> None:
+        """Write `path/config.json` and `path/params.safetensors` (minibert's names), atomically."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_arrays(path / "params.safetensors", self.params, {"class": type(self).__name__})
+        write_text_atomic(path / "config.json", _json(self.config.to_dict()))
+
+    @classmethod
+    def load(cls, path, dtype=np.float32):
+        """Read a folder written by save(); never unpickles anything."""
+        path = Path(path)
+        config = BertConfig.from_json_file(path / "config.json")
+        arrays, _ = load_arrays(path / "params.safetensors")
+        model = cls(config, dtype=dtype)
+        model.load_params(arrays, source=str(path / "params.safetensors"))
+        return model
+
+    def load_params(self, arrays: dict, source: str = "arrays", strict: bool = True) -> list:
+        """Copy arrays into params, checking names and shapes. Returns the names not provided."""
+        unexpected = sorted(set(arrays) - set(self.params))
+        missing = sorted(set(self.params) - set(arrays))
+        if unexpected:
+            raise CheckpointError(f"{source}: unexpected tensor {unexpected[0]!r} (and {len(unexpected) - 1} more)"
+                                  if len(unexpected) > 1 else f"{source}: unexpected tensor {unexpected[0]!r}")
+        if missing and strict:
+            raise CheckpointError(f"{source}: missing tensor {missing[0]!r}" +
+                                  (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        for name, a in arrays.items():
+            if tuple(a.shape) != tuple(self.params[name].shape):
+                raise CheckpointError(f"{source}: tensor {name!r} has shape {tuple(a.shape)}, "
+                                      f"the config needs {tuple(self.params[name].shape)}")
+            self.params[name] = backend.to_device(np.asarray(a), dtype=self.dtype)
+        return missing
+
+
+class BertForPreTraining(BertModel):
+    """BertModel plus the two pre-training heads and their losses."""
+
+    def _init_heads(self, init) -> None:
+        c = self.config
+        H = c.hidden_size
+        self._add_dense(init, "mlm.transform", H, H)
+        self._add_layernorm("mlm.ln", H)
+        self._add("mlm.bias", np.zeros(c.vocab_size))  # the decoder's weight is embeddings.word (tied)
+        self._add_dense(init, "nsp", H, 2)
+
+    def forward(self, batch: dict, training: bool = False, rng=None, output_attentions: bool = False) -> BertOutput:
+        """Encoder, then MLM logits at the masked positions and NSP logits; losses when labels are given."""
+        c, p = self.config, self.params
+        xp = backend.array_module(p["embeddings.word"])
+        rng = self._rng(training, rng)
+        seq, pooled, attentions, enc_cache = self._encode(batch, training, rng, output_attentions)
+        out = BertOutput(sequence_output=seq, pooled_output=pooled, attentions=attentions)
+        cache = {"enc": enc_cache}
+
+        # NSP head: pooled (B, H) -> (B, 2)
+        out.nsp_logits, cache["nsp"] = linear_forward(pooled, p["nsp.W"], p["nsp.b"])
+
+        # MLM head, only at the masked positions (google's gather; scoring all T is several times slower)
+        if batch.get("masked_lm_positions") is not None:
+            positions = xp.asarray(batch["masked_lm_positions"])  # (B, P)
+            B, P = positions.shape
+            if P and (int(positions.min()) < 0 or int(positions.max()) >= seq.shape[1]):
+                raise ValueError(f"masked_lm_positions must lie in [0, {seq.shape[1]})")
+            rows = xp.arange(B)[:, None]
+            h = seq[rows, positions]  # (B, P, H)
+            act_forward, _ = ACTIVATIONS[c.hidden_act]
+            h, dense_cache = linear_forward(h, p["mlm.transform.W"], p["mlm.transform.b"])
+            h, act_cache = act_forward(h)
+            h, ln_cache = layernorm_forward(h, p["mlm.ln.gamma"], p["mlm.ln.beta"], c.layer_norm_eps)
+            logits = h @ p["embeddings.word"].T  # (B, P, V): the decoder is the word-embedding table
+            logits += p["mlm.bias"]
+            out.mlm_logits = logits
+            cache["mlm"] = (rows, positions, dense_cache, act_cache, ln_cache, h)
+
+        labels_given = batch.get("masked_lm_labels") is not None and batch.get("next_sentence_label") is not None
+        if labels_given:
+            if out.mlm_logits is None:
+                raise KeyError("batch has masked_lm_labels but no masked_lm_positions")
+            B, P, V = out.mlm_logits.shape
+            labels = xp.asarray(batch["masked_lm_labels"]).reshape(-1)
+            weights = batch.get("masked_lm_weights")
+            weights = xp.ones(B * P, self.dtype) if weights is None else xp.asarray(weights, dtype=self.dtype).reshape(-1)
+            out.mlm_loss, mlm_ce = cross_entropy_forward(out.mlm_logits.reshape(B * P, V), labels, weights)
+            nsp_labels = xp.asarray(batch["next_sentence_label"]).reshape(-1)
+            out.nsp_loss, nsp_ce = cross_entropy_forward(out.nsp_logits, nsp_labels)
+            out.loss = out.mlm_loss + out.nsp_loss
+            correct = (out.mlm_logits.reshape(B * P, V).argmax(axis=1) == labels).astype(self.dtype)
+            out.mlm_accuracy = (correct * weights).sum() / xp.maximum(weights.sum(), 1e-12)
+            out.nsp_accuracy = (out.nsp_logits.argmax(axis=1) == nsp_labels).mean()
+            cache["ce"] = (mlm_ce, nsp_ce)
+            self._cache = cache
+        else:
+            self._cache = None
+        return out
+
+    def backward(self) -> dict:
+        """Gradients of out.loss from the last forward with labels: {name: array}, keys of params."""
+        cache = self._take_cache()
+        p = self.params
+        grads = {}
+        mlm_ce, nsp_ce = cache["ce"]
+        # NSP: loss -> logits -> pooled
+        dnsp = cross_entropy_backward(1.0, nsp_ce)  # (B, 2)
+        dpooled, grads["nsp.W"], grads["nsp.b"] = linear_backward(dnsp, cache["nsp"])
+        # MLM: loss -> logits -> transformed hidden states -> sequence output at masked positions
+        rows, positions, dense_cache, act_cache, ln_cache, h = cache["mlm"]
+        B, P = positions.shape
+        H = h.shape[-1]
+        dlogits = cross_entropy_backward(1.0, mlm_ce)  # (B*P, V)
+        h2 = h.reshape(B * P, H)
+        grads["mlm.bias"] = dlogits.sum(axis=0)
+        grads["embeddings.word"] = dlogits.T @ h2  # (V, H): the tied decoder's share
+        dh = (dlogits @ p["embeddings.word"]).reshape(B, P, H)
+        dh, grads["mlm.ln.gamma"], grads["mlm.ln.beta"] = layernorm_backward(dh, ln_cache)
+        _, act_backward = ACTIVATIONS[self.config.hidden_act]
+        dh = act_backward(dh, act_cache)
+        dh, grads["mlm.transform.W"], grads["mlm.transform.b"] = linear_backward(dh, dense_cache)
+        enc = cache["enc"]
+        xp = backend.array_module(dh)
+        dseq = xp.zeros((B, enc["T"], H), dtype=dh.dtype)
+        backend.scatter_add(dseq, (rows.repeat(P, axis=1), positions), dh)  # repeated positions add up
+        # encoder (adds the embedding lookup's share to grads["embeddings.word"])
+        self._encode_backward(dseq, dpooled, enc, grads)
+        return grads
+
+
+def _json(d: dict) -> str:
+    import json
+
+    return json.dumps(d, indent=2) + "\n"

@@ -1,0 +1,66 @@
+"""The numpy/cupy switch: clear errors instead of silent fallbacks, and the ops that differ."""
+
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import minibert
+from minibert import backend
+
+
+@pytest.fixture(autouse=True)
+def restore_backend():
+    name = backend.get_backend()
+    yield
+    backend.set_backend(name)
+
+
+def test_default_is_numpy():
+    assert backend.get_backend() == "numpy" and backend.xp() is np
+
+
+def test_cupy_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
+    with pytest.raises(minibert.BackendError, match=r"cupy is not installed.*pip install 'minibert\[gpu\]'"):
+        minibert.set_backend("cupy")
+    assert backend.get_backend() == "numpy"  # nothing changed
+
+
+def test_cupy_without_gpu_is_a_clear_error(monkeypatch):
+    def no_device():
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=no_device)))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    with pytest.raises(minibert.BackendError, match="no GPU is usable.*cudaErrorNoDevice"):
+        minibert.set_backend("cupy")
+    assert backend.get_backend() == "numpy"
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="unknown backend 'jax'"):
+        minibert.set_backend("jax")
+
+
+def test_environment_variable_cupy_without_cupy_fails_loudly():
+    env = {**os.environ, "MINIBERT_BACKEND": "cupy"}
+    code = "import sys; sys.modules['cupy'] = None; import minibert"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "backend 'cupy' was requested" in proc.stderr
+
+
+def test_scatter_add_accumulates_repeats(xp):
+    target = xp.zeros((4, 2))
+    backend.scatter_add(target, xp.asarray([1, 1, 3, 1]), xp.ones((4, 2)))
+    np.testing.assert_array_equal(backend.to_host(target), [[0, 0], [3, 3], [0, 0], [1, 1]])
+
+
+def test_erf_keeps_dtype(xp):
+    x = xp.linspace(-3, 3, 7, dtype=xp.float32)
+    assert backend.erf(x).dtype == xp.float32
+    assert isinstance(backend.to_host(backend.erf(x)), np.ndarray)
