@@ -4,5 +4,16 @@ from .backend import BackendError, get_backend, set_backend, to_host
 from .config import PRESETS, BertConfig
 from .gradcheck import gradcheck, relative_error
 from .model import BertForPreTraining, BertModel, BertOutput
+from .tokenization import WordPieceTokenizer, train_bpe, train_wordpiece
+from .data import (
+    MaskingConfig,
+    collate,
+    create_pretraining_instances,
+    generate_corpus,
+    generate_qa,
+    mask_tokens,
+    masking_statistics,
+    read_documents,
+)
 
 __version__ = "0.1.0"

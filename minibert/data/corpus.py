@@ -1,0 +1,291 @@
+"""The embedded default corpus: documents about a small generated world.
+
+No download: a world of people, cities, countries and companies is drawn from a seed,
+and each document tells a few facts about one of them in varied sentences. Facts hold
+across documents (Oslo is always in Norway, a person's pronoun matches their name), so a
+masked word can be predicted from context, and every document keeps to one subject, so
+next-sentence prediction has something to learn. The same world yields question /
+context / answer triples for the question-answering fine-tuning demo.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+FIRST_NAMES = {  # name -> pronoun set
+    **{n: "she" for n in "anna maria sofia elena laura clara nora emma julia lena mia olivia hanna sara ida "
+                        "alice grace ruby lucy amelia zoe chloe ella rosa vera irene helen diana eva".split()},
+    **{n: "he" for n in "james john peter paul lucas noah oliver erik hugo leo oscar felix adam daniel samuel "
+                       "thomas henry victor martin simon david jonas liam max arthur ivan omar karl tom".split()},
+}
+PRONOUNS = {"she": ("she", "her", "her"), "he": ("he", "him", "his")}
+LAST_NAMES = ("berg smith brown meyer novak rossi silva jensen moreau costa weber fischer larsen "
+              "kowalski horvat nielsen dubois garcia lopez marino keller wagner becker hoffman "
+              "lindqvist peterson walker turner baker carter hughes ward cooper reed bell").split()
+COUNTRIES = {  # country: (region, language, currency, capital, other cities)
+    "norway": ("the north", "norwegian", "krone", "oslo", ("bergen", "tromso", "stavanger")),
+    "sweden": ("the north", "swedish", "krona", "stockholm", ("malmo", "uppsala", "gothenburg")),
+    "france": ("the west", "french", "euro", "paris", ("lyon", "nice", "bordeaux")),
+    "spain": ("the south", "spanish", "euro", "madrid", ("seville", "valencia", "bilbao")),
+    "italy": ("the south", "italian", "euro", "rome", ("milan", "naples", "turin")),
+    "germany": ("the center", "german", "euro", "berlin", ("munich", "hamburg", "cologne")),
+    "poland": ("the east", "polish", "zloty", "warsaw", ("krakow", "gdansk", "poznan")),
+    "japan": ("the far east", "japanese", "yen", "tokyo", ("osaka", "kyoto", "sapporo")),
+    "brazil": ("the southern hemisphere", "portuguese", "real", "brasilia", ("recife", "salvador", "manaus")),
+    "canada": ("the far west", "english", "dollar", "ottawa", ("toronto", "montreal", "vancouver")),
+    "egypt": ("the desert south", "arabic", "pound", "cairo", ("alexandria", "luxor", "aswan")),
+    "india": ("the far south", "hindi", "rupee", "delhi", ("mumbai", "chennai", "pune")),
+}
+COUNTRY_TRAITS = {  # country: (known for, national sport, landscape)
+    "norway": ("fjords", "skiing", "mountains"), "sweden": ("forests", "hockey", "lakes"),
+    "france": ("wine", "cycling", "vineyards"), "spain": ("beaches", "football", "olive groves"),
+    "italy": ("pasta", "football", "hills"), "germany": ("cars", "handball", "rivers"),
+    "poland": ("castles", "volleyball", "plains"), "japan": ("temples", "baseball", "islands"),
+    "brazil": ("coffee", "football", "rainforests"), "canada": ("maple syrup", "hockey", "prairies"),
+    "egypt": ("pyramids", "squash", "deserts"), "india": ("spices", "cricket", "valleys"),
+}
+CITY_COUNTRY = {c: k for k, v in COUNTRIES.items() for c in (v[3], *v[4])}
+JOBS = {  # job: (workplace, what they do)
+    "doctor": ("hospital", "treats patients"), "nurse": ("hospital", "cares for patients"),
+    "teacher": ("school", "teaches children"), "baker": ("bakery", "bakes bread"),
+    "chef": ("restaurant", "cooks meals"), "pilot": ("airport", "flies planes"),
+    "farmer": ("farm", "grows vegetables"), "lawyer": ("court", "defends clients"),
+    "engineer": ("factory", "builds machines"), "architect": ("studio", "designs houses"),
+    "journalist": ("newspaper", "writes stories"), "librarian": ("library", "lends books"),
+    "mechanic": ("garage", "repairs cars"), "painter": ("studio", "paints pictures"),
+    "musician": ("orchestra", "plays music"), "pharmacist": ("pharmacy", "sells medicine"),
+    "programmer": ("office", "writes software"), "fisherman": ("harbor", "catches fish"),
+    "gardener": ("park", "plants flowers"), "scientist": ("laboratory", "runs experiments"),
+}
+INDUSTRIES = {  # industry: products
+    "software": "apps", "car": "electric cars", "food": "frozen pizza", "toy": "wooden toys",
+    "shipping": "cargo ships", "energy": "solar panels", "fashion": "winter coats", "music": "guitars",
+    "medicine": "vaccines", "furniture": "kitchen tables", "bicycle": "mountain bikes", "camera": "cameras",
+}
+COMPANY_NAMES = ("norda kelvix brightway solara petrix oakline bluefin tornic velora quantis harbora "
+                 "greenleaf ironhill mistral copperfield silverline redstone nimbus zephyra altima "
+                 "corvid lumina northstar evergreen").split()
+HOBBIES = ("painting", "hiking", "swimming", "chess", "gardening", "fishing", "cooking", "running", "reading",
+           "dancing", "singing", "climbing", "sailing", "knitting", "photography", "cycling")
+FOODS = ("soup", "rice", "noodles", "cheese", "apples", "bread", "pancakes", "salad", "fish", "chocolate",
+         "tomatoes", "potatoes", "oranges", "dumplings", "curry", "berries")
+PETS = ("dog", "cat", "parrot", "rabbit", "horse", "turtle", "hamster", "goat")
+SUBJECTS = ("history", "physics", "biology", "music", "mathematics", "chemistry", "law", "medicine",
+            "economics", "art", "geography", "literature")
+MONTHS = ("january february march april may june july august september october november december").split()
+WEATHER = ("cold", "warm", "rainy", "sunny", "windy", "snowy", "mild", "hot")
+LANDMARKS = ("cathedral", "old bridge", "harbor", "market square", "museum", "castle", "tower", "botanical garden")
+
+
+PROPER_NOUNS = frozenset([*FIRST_NAMES, *LAST_NAMES, *COUNTRIES, *CITY_COUNTRY, *COMPANY_NAMES,
+                          *(v[1] for v in COUNTRIES.values()), *MONTHS])
+_WORD = re.compile(r"[a-z]+")
+
+
+def _capitalize_names(text: str) -> str:
+    """"anna lives in oslo" -> "Anna lives in Oslo": names of people, places, companies, languages."""
+    return _WORD.sub(lambda m: m.group(0).capitalize() if m.group(0) in PROPER_NOUNS else m.group(0), text)
+
+
+def _sentence_case(text: str | None) -> str | None:
+    return None if text is None else _cap(_capitalize_names(text))
+
+
+@dataclass
+class Fact:
+    """One sentence, and optionally a question it answers and where the answer is in it."""
+
+    sentence: str
+    question: str | None = None
+    answer: str | None = None
+
+    def __post_init__(self):
+        self.sentence, self.question = _sentence_case(self.sentence), _sentence_case(self.question)
+        if self.answer is not None:
+            self.answer = _capitalize_names(self.answer)
+        if self.answer is not None and self.answer not in self.sentence:
+            raise AssertionError(f"answer {self.answer!r} not in {self.sentence!r}")
+
+
+def _pick(rng, options):
+    return options[rng.randrange(len(options))]
+
+
+class World:
+    """The fixed facts that documents draw on: companies (with a city and an industry) and people."""
+
+    def __init__(self, seed: int):
+        rng = random.Random(seed)
+        cities = sorted(CITY_COUNTRY)
+        self.companies = {name: (_pick(rng, list(INDUSTRIES)), _pick(rng, cities), rng.randint(1890, 2015))
+                          for name in COMPANY_NAMES}
+        self.founders = {name: self.new_person(rng) for name in COMPANY_NAMES}
+
+    @staticmethod
+    def new_person(rng):
+        first = _pick(rng, list(FIRST_NAMES))
+        return first, _pick(rng, LAST_NAMES), FIRST_NAMES[first]
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def person_facts(world: World, rng) -> list[Fact]:
+    first, last, gender = world.new_person(rng)
+    he, him, his = PRONOUNS[gender]
+    name = f"{first} {last}"
+    city = _pick(rng, sorted(CITY_COUNTRY))
+    country = CITY_COUNTRY[city]
+    job = _pick(rng, list(JOBS))
+    workplace, duty = JOBS[job]
+    company = _pick(rng, COMPANY_NAMES)
+    year = rng.randint(1950, 2005)
+    hobby, food, pet, subject = (_pick(rng, x) for x in (HOBBIES, FOODS, PETS, SUBJECTS))
+    kids = _pick(rng, ["one child", "two children", "three children", "four children"])
+    who = lambda: _pick(rng, [first, he])  # noqa: E731 - first name or pronoun, as people write
+    intro = _pick(rng, [
+        Fact(f"{name} was born in {city} in {year}.", f"In which city was {first} born?", city),
+        Fact(f"{name} grew up in {city}, a city in {country}.", f"Where did {first} grow up?", city),
+        Fact(f"{name} is a {job} from {city}.", f"What is the job of {first}?", job),
+    ])
+    facts = [
+        _pick(rng, [Fact(f"{_cap(who())} works as a {job} at a {workplace} in {city}.", f"What does {first} work as?", job),
+                    Fact(f"Every day {first} goes to the {workplace}, where {he} {duty}.", f"Where does {first} work?", workplace)]),
+        Fact(f"In {his} free time {first} enjoys {hobby}.", f"What does {first} enjoy in {his} free time?", hobby),
+        _pick(rng, [Fact(f"{_cap(his)} favorite food is {food}.", None),
+                    Fact(f"{first} likes to eat {food} for dinner.", f"What does {first} like to eat?", food)]),
+        Fact(f"{first} has a {pet} that follows {him} everywhere.", f"Which pet does {first} have?", pet),
+        Fact(f"{_cap(who())} studied {subject} at the university of {city}.", f"What did {first} study?", subject),
+        _pick(rng, [Fact(f"{_cap(he)} has {kids} and lives near the center of {city}.", None),
+                    Fact(f"{first} is married and has {kids}.", None)]),
+        Fact(f"Before that, {first} worked for {company} for several years.", f"Which company did {first} work for?", company),
+        Fact(f"{_cap(he)} speaks {COUNTRIES[country][1]} at home.", f"Which language does {first} speak at home?", COUNTRIES[country][1]),
+        Fact(f"Each {_pick(rng, MONTHS)} {first} visits {his} parents in {_pick(rng, COUNTRIES[country][4])}.", None),
+    ]
+    return [intro] + facts
+
+
+def city_facts(world: World, rng) -> list[Fact]:
+    city = _pick(rng, sorted(CITY_COUNTRY))
+    country = CITY_COUNTRY[city]
+    region, language, currency, capital, others = COUNTRIES[country]
+    neighbor = _pick(rng, [c for c in (capital, *others) if c != city])
+    landmark, food, month, weather = (_pick(rng, x) for x in (LANDMARKS, FOODS, MONTHS, WEATHER))
+    local = [c for c, (_, hq, _) in world.companies.items() if hq == city]
+    intro = _pick(rng, [
+        Fact(f"{_cap(city)} is a city in {country}.", f"In which country is {city}?", country),
+        Fact(f"{_cap(city)} is one of the largest cities of {country}.", f"Which country is {city} in?", country),
+    ])
+    facts = [
+        Fact(f"About {rng.randint(2, 900)} thousand people live in {city}.", None),
+        Fact(f"{_cap(city)} is famous for its {landmark}.", f"What is {city} famous for?", landmark),
+        Fact(f"The people of {city} love to eat {food}.", f"What do the people of {city} love to eat?", food),
+        Fact(f"In {month} the weather in {city} is usually {weather}.", None),
+        Fact(f"Most people in {city} speak {language}.", f"What language do people in {city} speak?", language),
+        Fact(f"From {city} it is a short trip to {neighbor}, another city in {country}.", None),
+        Fact(f"Shops in {city} take the {currency}.", f"Which currency do shops in {city} take?", currency),
+    ]
+    if city == capital:
+        facts.append(Fact(f"{_cap(city)} is the capital of {country}.", f"What is the capital of {country}?", city))
+    if local:
+        company = _pick(rng, local)
+        facts.append(Fact(f"The {world.companies[company][0]} company {company} has its headquarters in {city}.",
+                          f"Which company has its headquarters in {city}?", company))
+    return [intro] + facts
+
+
+def company_facts(world: World, rng) -> list[Fact]:
+    company = _pick(rng, COMPANY_NAMES)
+    industry, city, year = world.companies[company]
+    country = CITY_COUNTRY[city]
+    founder = " ".join(world.founders[company][:2])
+    product = INDUSTRIES[industry]
+    elsewhere = _pick(rng, [c for c in CITY_COUNTRY if CITY_COUNTRY[c] != country])
+    intro = _pick(rng, [
+        Fact(f"{_cap(company)} is a {industry} company based in {city}.", f"Where is {company} based?", city),
+        Fact(f"{_cap(company)} is a {industry} company from {country}.", f"What kind of company is {company}?", industry),
+    ])
+    facts = [
+        Fact(f"It was founded in {year} by {founder}.", f"Who founded {company}?", founder),
+        Fact(f"{_cap(company)} makes {product} for customers in many countries.", f"What does {company} make?", product),
+        Fact(f"The company has about {rng.randint(2, 90) * 100} employees.", None),
+        Fact(f"Its headquarters are in {city}, {country}.", f"Where are the headquarters of {company}?", city),
+        Fact(f"Last year {company} opened a new office in {elsewhere}.", f"Where did {company} open a new office?", elsewhere),
+        Fact(f"Many of its workers are engineers who work on new {product}.", None),
+        Fact(f"The {industry} market grew in {_pick(rng, MONTHS)}, and {company} sold more {product} than ever.", None),
+    ]
+    return [intro] + facts
+
+
+def country_facts(world: World, rng) -> list[Fact]:
+    country = _pick(rng, list(COUNTRIES))
+    region, language, currency, capital, others = COUNTRIES[country]
+    known, sport, landscape = COUNTRY_TRAITS[country]
+    intro = _pick(rng, [
+        Fact(f"{_cap(country)} is a country in {region}.", None),
+        Fact(f"{_cap(country)} is a country known for its {known}.", f"What is {country} known for?", known),
+    ])
+    facts = [
+        Fact(f"Its capital is {capital}.", f"What is the capital of {country}?", capital),
+        Fact(f"The main language of {country} is {language}.", f"What is the main language of {country}?", language),
+        Fact(f"People in {country} pay with the {currency}.", f"What do people in {country} pay with?", currency),
+        Fact(f"Other large cities in {country} are {others[0]} and {others[1]}.", None),
+        Fact(f"The national sport of {country} is {sport}.", f"What is the national sport of {country}?", sport),
+        Fact(f"Visitors come to see the {landscape} of {country}.", f"What do visitors come to see in {country}?", landscape),
+        Fact(f"In {_pick(rng, MONTHS)} many tourists travel to {_pick(rng, others)}.", None),
+    ]
+    return [intro] + facts
+
+
+DOCUMENT_KINDS = (person_facts, city_facts, company_facts, country_facts)
+
+
+def _document_facts(world: World, rng, kind) -> list[Fact]:
+    facts = kind(world, rng)
+    body = facts[1:]
+    rng.shuffle(body)
+    n = rng.randint(3, len(body))  # 4 .. 10 sentences
+    return [facts[0]] + body[:n]
+
+
+def generate_corpus(num_documents: int = 3000, seed: int = 0) -> list[list[str]]:
+    """Documents (lists of sentences) about the generated world, the four kinds in turn."""
+    world = World(seed)
+    rng = random.Random(seed + 1)
+    return [[f.sentence for f in _document_facts(world, rng, DOCUMENT_KINDS[i % 4])] for i in range(num_documents)]
+
+
+def split_documents(documents, eval_fraction: float = 0.1):
+    """(train, eval): the last eval_fraction of the documents are held out."""
+    n_eval = max(1, int(round(len(documents) * eval_fraction))) if len(documents) > 1 else 0
+    return documents[: len(documents) - n_eval], documents[len(documents) - n_eval:]
+
+
+def generate_qa(num_examples: int = 2000, seed: int = 0) -> list[dict]:
+    """Question / context / answer triples from the same world.
+
+    Each example: {"id", "question", "context", "answers": [{"text", "answer_start"}]}, the
+    answer's character offset pointing into the context (SQuAD's layout).
+    """
+    world = World(seed)
+    rng = random.Random(seed + 2)
+    examples = []
+    while len(examples) < num_examples:
+        facts = _document_facts(world, rng, DOCUMENT_KINDS[len(examples) % 4])
+        answerable = [i for i, f in enumerate(facts) if f.question]
+        if not answerable:
+            continue
+        target = facts[_pick(rng, answerable)]
+        context, start = "", None
+        for f in facts:
+            if context:
+                context += " "
+            if f is target:
+                start = len(context) + target.sentence.index(target.answer)
+            context += f.sentence
+        examples.append({"id": f"gen-{len(examples)}", "question": target.question, "context": context,
+                         "answers": [{"text": target.answer, "answer_start": start}]})
+    return examples
