@@ -112,9 +112,10 @@ class WordPieceTokenizer:
         """`[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]` as ids, with segment ids and attention mask.
 
         With max_length, the longer of A and B loses tokens from its end until the pair fits.
+        An empty text_b counts as none, as in Hugging Face.
         """
         a = self.tokenize(text_a)
-        b = self.tokenize(text_b) if text_b is not None else None
+        b = self.tokenize(text_b) if text_b else None
         if max_length is not None:
             budget = max_length - (3 if b is not None else 2)
             if budget < (2 if b is not None else 1):
