@@ -95,12 +95,41 @@ def to_host(a):
 
 
 def erf(x):
-    """The error function, elementwise, keeping the dtype of `x`."""
-    if array_module(x) is np:
-        from scipy.special import erf as _erf
-    else:
-        from cupyx.scipy.special import erf as _erf
-    return _erf(x)
+    """The error function, elementwise, keeping the dtype of `x`.
+
+    float64 (gradient checks): scipy's, exact to double precision. float32 on the CPU: the
+    rational approximation of Abramowitz & Stegun 7.1.26, |error| < 1.5e-7 in exact
+    arithmetic (below 1e-6 after float32 rounding), computed in place: 5x faster than
+    scipy's float32 erf, which was the largest elementwise cost of a training step.
+    """
+    if array_module(x) is not np:
+        from cupyx.scipy.special import erf as cupy_erf
+
+        return cupy_erf(x)
+    if x.dtype != np.float32:
+        from scipy.special import erf as scipy_erf
+
+        return scipy_erf(x)
+    a = np.abs(x)
+    e = a * a
+    np.negative(e, out=e)
+    np.exp(e, out=e)  # exp(-x^2)
+    t = a
+    t *= 0.3275911
+    t += 1.0
+    np.reciprocal(t, out=t)  # t = 1 / (1 + p |x|)
+    y = t * 1.061405429  # Horner: (((a5 t + a4) t + a3) t + a2) t + a1) t
+    y -= 1.453152027
+    y *= t
+    y += 1.421413741
+    y *= t
+    y -= 0.284496736
+    y *= t
+    y += 0.254829592
+    y *= t
+    y *= e
+    np.subtract(1.0, y, out=y)  # erf(|x|) = 1 - poly(t) exp(-x^2)
+    return np.copysign(y, x, out=y)  # erf is odd
 
 
 def scatter_add(target, indices, values) -> None:
