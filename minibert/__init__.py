@@ -4,6 +4,8 @@ from .backend import BackendError, get_backend, set_backend, to_host
 from .config import PRESETS, BertConfig
 from .gradcheck import gradcheck, relative_error
 from .model import BertForPreTraining, BertModel, BertOutput
+from .hf import to_hf_state_dict
+from .pretrained import minilm_path
 from .tokenization import WordPieceTokenizer, train_bpe, train_wordpiece
 from .data import (
     MaskingConfig,

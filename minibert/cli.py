@@ -1,9 +1,77 @@
-"""The `minibert` command."""
+"""The `minibert` command: pretrain, plot, fill-mask, nsp, gradcheck.
+
+Every error a user can cause (a missing file, a bad option, a run folder that exists)
+ends as one line `minibert: error: ...` and a non-zero exit status.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+
+from .backend import BackendError
+from .io import CheckpointError
+
+
+def _add_pretrain_options(p: argparse.ArgumentParser) -> None:
+    from .train import PretrainConfig
+
+    help_text = {
+        "out": "run folder to create", "corpus": "text file (default: the generated world, no download)",
+        "corpus_format": "lines (one sentence per line, blank line between documents), prose, or auto",
+        "vocab": "an existing vocab.txt (default: train a WordPiece vocab on the corpus)",
+        "model": "config preset (tiny, mini, small, base) or a config.json",
+        "masking": "exact, bernoulli, whole_word or span", "backend": "numpy or cupy",
+        "warmup_steps": "default: 10%% of --steps",
+    }
+    for f in dataclasses.fields(PretrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text.get(f.name))
+            continue
+        kind = {"int": int, "float": float, "str": str, "str | None": str, "int | None": int}.get(str(f.type), str)
+        p.add_argument(flag, type=kind, default=f.default, metavar=f.name.upper(), help=help_text.get(f.name, " "))
+
+
+def _pretrain(args) -> int:
+    from .train import PretrainConfig, pretrain
+
+    names = {f.name for f in dataclasses.fields(PretrainConfig)}
+    cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    result = pretrain(cfg, resume=args.resume, progress=not args.quiet)
+    if result.interrupted:
+        print(f"interrupted: saved step {result.step}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _plot(args) -> int:
+    from .plots import plot_run
+
+    plot_run(args.run_dir)
+    print(f"wrote masking.png, training.png and attention.png in {args.run_dir}")
+    return 0
+
+
+def _fill_mask(args) -> int:
+    from .predict import fill_mask
+    from .train import load_run
+
+    model, tokenizer, _, _ = load_run(args.run_dir)
+    for k, predictions in enumerate(fill_mask(model, tokenizer, args.text, args.top_k), start=1):
+        print(f"[MASK] #{k}: " + ", ".join(f"{tok} ({p:.1%})" for tok, p in predictions))
+    return 0
+
+
+def _nsp(args) -> int:
+    from .predict import next_sentence_probability
+    from .train import load_run
+
+    model, tokenizer, _, _ = load_run(args.run_dir)
+    p = next_sentence_probability(model, tokenizer, args.sentence_a, args.sentence_b)
+    print(f"P(IsNext) = {p:.3f}: {'B follows A' if p >= 0.5 else 'B looks like a random sentence'}")
+    return 0
 
 
 def _gradcheck(args) -> int:
@@ -15,17 +83,51 @@ def _gradcheck(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minibert", description="BERT from scratch in NumPy.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="pre-train a BERT with masked LM + next sentence prediction",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_pretrain_options(p)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("plot", help="draw a run's plots again")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_plot)
+
+    p = sub.add_parser("fill-mask", help="predict the words behind [MASK]")
+    p.add_argument("run_dir")
+    p.add_argument("text")
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(func=_fill_mask)
+
+    p = sub.add_parser("nsp", help="probability that sentence B follows sentence A")
+    p.add_argument("run_dir")
+    p.add_argument("sentence_a")
+    p.add_argument("sentence_b")
+    p.set_defaults(func=_nsp)
+
     p = sub.add_parser("gradcheck", help="check every hand-written backward against central differences")
     p.set_defaults(func=_gradcheck)
     return parser
 
 
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, IsADirectoryError, CheckpointError,
+               BackendError)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from .train import TrainingError
+
     try:
         return args.func(args)
+    except (*USER_ERRORS, TrainingError) as e:
+        message = str(e).replace("\n", " ")
+        print(f"minibert: error: {message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("minibert: interrupted", file=sys.stderr)
         return 130
 
 

@@ -300,6 +300,22 @@ class BertModel:
         model.load_params(arrays, source=str(path / "params.safetensors"))
         return model
 
+    # -- Hugging Face checkpoints (names mapped in hf.py) --------------------------------
+    @classmethod
+    def from_pretrained(cls, path, dtype=np.float32, seed: int = 0):
+        """Load a Hugging Face BERT folder (config.json + model.safetensors). Checkpoints of
+        BertModel, BertForPreTraining and BertForMaskedLM load, with or without "bert."; heads
+        the checkpoint lacks are freshly initialized and listed in `model.newly_initialized`."""
+        from .hf import load_into
+
+        return load_into(cls, path, dtype=dtype, seed=seed)
+
+    def save_pretrained(self, path, tokenizer=None):
+        """Write a folder transformers' from_pretrained (and, with a tokenizer, AutoTokenizer) loads."""
+        from .hf import save_hf_folder
+
+        return save_hf_folder(self, path, tokenizer)
+
     def load_params(self, arrays: dict, source: str = "arrays", strict: bool = True) -> list:
         """Copy arrays into params, checking names and shapes. Returns the names not provided."""
         unexpected = sorted(set(arrays) - set(self.params))

@@ -1,6 +1,7 @@
 """The embedded default corpus: documents about a small generated world.
 
-No download: a world of people, cities, countries and companies is drawn from a seed,
+No download: a world of people, cities, countries, companies, sports clubs, animals,
+dishes and festivals is drawn from a seed,
 and each document tells a few facts about one of them in varied sentences. Facts hold
 across documents (Oslo is always in Norway, a person's pronoun matches their name), so a
 masked word can be predicted from context, and every document keeps to one subject, so
@@ -76,6 +77,29 @@ SUBJECTS = ("history", "physics", "biology", "music", "mathematics", "chemistry"
             "economics", "art", "geography", "literature")
 MONTHS = ("january february march april may june july august september october november december").split()
 WEATHER = ("cold", "warm", "rainy", "sunny", "windy", "snowy", "mild", "hot")
+SPORTS = ("football", "basketball", "hockey", "volleyball", "handball", "rugby", "tennis", "cricket")
+CLUB_WORDS = ("united", "rovers", "athletic", "wanderers", "rangers", "city", "stars", "lions")
+COLORS = ("red", "blue", "green", "yellow", "black", "white", "orange", "purple")
+ANIMALS = {  # animal: (home, food, size, sound)
+    "wolf": ("forest", "meat", "large", "howls"), "owl": ("forest", "mice", "small", "hoots"),
+    "beaver": ("river", "bark", "medium", "slaps its tail"), "penguin": ("ice", "fish", "medium", "squawks"),
+    "camel": ("desert", "dry plants", "large", "grunts"), "frog": ("pond", "insects", "small", "croaks"),
+    "dolphin": ("sea", "fish", "large", "whistles"), "squirrel": ("park", "nuts", "small", "chatters"),
+    "eagle": ("mountains", "rabbits", "large", "screams"), "bee": ("meadow", "nectar", "tiny", "buzzes"),
+    "bear": ("forest", "berries", "huge", "growls"), "seal": ("coast", "fish", "large", "barks"),
+    "lizard": ("desert", "insects", "small", "hisses"), "deer": ("forest", "grass", "large", "bleats"),
+}
+DISHES = {  # dish: (main ingredient, way of cooking, course)
+    "lasagna": ("pasta", "baked", "main course"), "gazpacho": ("tomatoes", "blended", "starter"),
+    "ramen": ("noodles", "boiled", "main course"), "pierogi": ("dough", "boiled", "main course"),
+    "risotto": ("rice", "stirred", "main course"), "ratatouille": ("vegetables", "stewed", "main course"),
+    "tiramisu": ("coffee", "layered", "dessert"), "falafel": ("chickpeas", "fried", "snack"),
+    "goulash": ("beef", "stewed", "main course"), "paella": ("rice", "fried", "main course"),
+    "pancakes": ("flour", "fried", "breakfast"), "sushi": ("fish", "rolled", "main course"),
+    "brownies": ("chocolate", "baked", "dessert"), "hummus": ("chickpeas", "blended", "starter"),
+}
+SEASONS = ("spring", "summer", "autumn", "winter")
+FESTIVAL_KINDS = ("music", "film", "food", "book", "light", "flower", "jazz", "kite")
 LANDMARKS = ("cathedral", "old bridge", "harbor", "market square", "museum", "castle", "tower", "botanical garden")
 
 
@@ -240,7 +264,94 @@ def country_facts(world: World, rng) -> list[Fact]:
     return [intro] + facts
 
 
-DOCUMENT_KINDS = (person_facts, city_facts, company_facts, country_facts)
+def club_facts(world: World, rng) -> list[Fact]:
+    city = _pick(rng, sorted(CITY_COUNTRY))
+    club = f"{city} {_pick(rng, CLUB_WORDS)}"
+    sport, color, other = _pick(rng, SPORTS), _pick(rng, COLORS), _pick(rng, sorted(CITY_COUNTRY))
+    coach = " ".join(world.new_person(rng)[:2])
+    fans = rng.randint(2, 60)
+    intro = _pick(rng, [
+        Fact(f"{_cap(club)} is a {sport} club from {city}.", f"Which sport does {club} play?", sport),
+        Fact(f"{_cap(club)} plays {sport} in the national league.", f"Which sport does {club} play?", sport),
+    ])
+    facts = [
+        Fact(f"The team wears {color} shirts at home games.", f"What color are the shirts of {club}?", color),
+        Fact(f"Its coach is {coach}.", f"Who is the coach of {club}?", coach),
+        Fact(f"About {fans} thousand fans come to every home game.", None),
+        Fact(f"The club was founded in {rng.randint(1880, 1990)} by a group of students.", None),
+        Fact(f"Last season the team won the cup after a final against {other}.", f"Who did {club} play in the final?", other),
+        Fact(f"The players train every morning at the stadium in {city}.", f"Where do the players of {club} train?", city),
+        Fact(f"Many young players dream of playing {sport} for the club.", None),
+    ]
+    return [intro] + facts
+
+
+def animal_facts(world: World, rng) -> list[Fact]:
+    animal = _pick(rng, list(ANIMALS))
+    home, food, size, sound = ANIMALS[animal]
+    country = _pick(rng, list(COUNTRIES))
+    intro = _pick(rng, [
+        Fact(f"The {animal} is a {size} animal that lives in the {home}.", f"Where does the {animal} live?", home),
+        Fact(f"A {animal} makes its home in the {home}.", f"Where does the {animal} live?", home),
+    ])
+    facts = [
+        Fact(f"It mostly eats {food}.", f"What does the {animal} eat?", food),
+        Fact(f"When it is alarmed, the {animal} {sound}.", None),
+        Fact(f"Young animals stay with their mother through the first {_pick(rng, SEASONS)}.", None),
+        Fact(f"Many {animal}s can be seen in {country} in {_pick(rng, SEASONS)}.", f"In which country can many {animal}s be seen?", country),
+        Fact(f"Scientists count the {animal}s every year to protect them.", None),
+        Fact(f"Children like to watch the {animal} at the zoo.", None),
+        Fact(f"The {animal} is most active early in the morning.", None),
+    ]
+    return [intro] + facts
+
+
+def dish_facts(world: World, rng) -> list[Fact]:
+    dish = _pick(rng, list(DISHES))
+    ingredient, method, course = DISHES[dish]
+    country = _pick(rng, list(COUNTRIES))
+    chef = " ".join(world.new_person(rng)[:2])
+    minutes = rng.randint(2, 12) * 10
+    intro = _pick(rng, [
+        Fact(f"{_cap(dish)} is a {course} made from {ingredient}.", f"What is {dish} made from?", ingredient),
+        Fact(f"To make {dish} you need {ingredient}.", f"What do you need to make {dish}?", ingredient),
+    ])
+    facts = [
+        Fact(f"The {ingredient} is {method} before it is served.", None),
+        Fact(f"It takes about {minutes} minutes to prepare.", None),
+        Fact(f"The dish is very popular in {country}.", f"Where is {dish} very popular?", country),
+        Fact(f"The chef {chef} wrote a famous book about {dish}.", f"Who wrote a famous book about {dish}?", chef),
+        Fact(f"Many families eat {dish} on {_pick(rng, MONTHS)} holidays.", None),
+        Fact(f"Some cooks add a little salt and fresh herbs.", None),
+        Fact(f"It tastes best when it is served as a {course}.", None),
+    ]
+    return [intro] + facts
+
+
+def festival_facts(world: World, rng) -> list[Fact]:
+    city = _pick(rng, sorted(CITY_COUNTRY))
+    kind, month = _pick(rng, FESTIVAL_KINDS), _pick(rng, MONTHS)
+    name = f"the {city} {kind} festival"
+    organizer = " ".join(world.new_person(rng)[:2])
+    visitors = rng.randint(2, 90)
+    intro = _pick(rng, [
+        Fact(f"{_cap(name)} takes place every year in {month}.", f"When does {name} take place?", month),
+        Fact(f"Every {month}, {city} holds a {kind} festival.", f"When does {city} hold its {kind} festival?", month),
+    ])
+    facts = [
+        Fact(f"It lasts for {rng.randint(2, 9)} days and fills the streets of {city}.", None),
+        Fact(f"About {visitors} thousand visitors come each year.", None),
+        Fact(f"The festival was started by {organizer}.", f"Who started the {kind} festival in {city}?", organizer),
+        Fact(f"Tickets are sold at the old station in {city}.", None),
+        Fact(f"The best {kind} wins a prize on the last evening.", None),
+        Fact(f"Many visitors travel from {CITY_COUNTRY[city]} and from abroad.", f"Where do many visitors of the festival come from?", CITY_COUNTRY[city]),
+        Fact(f"Local volunteers help to build the stages.", None),
+    ]
+    return [intro] + facts
+
+
+DOCUMENT_KINDS = (person_facts, city_facts, company_facts, country_facts,
+                  club_facts, animal_facts, dish_facts, festival_facts)
 
 
 def _document_facts(world: World, rng, kind) -> list[Fact]:
@@ -252,10 +363,10 @@ def _document_facts(world: World, rng, kind) -> list[Fact]:
 
 
 def generate_corpus(num_documents: int = 3000, seed: int = 0) -> list[list[str]]:
-    """Documents (lists of sentences) about the generated world, the four kinds in turn."""
+    """Documents (lists of sentences) about the generated world, the eight kinds in turn."""
     world = World(seed)
     rng = random.Random(seed + 1)
-    return [[f.sentence for f in _document_facts(world, rng, DOCUMENT_KINDS[i % 4])] for i in range(num_documents)]
+    return [[f.sentence for f in _document_facts(world, rng, DOCUMENT_KINDS[i % len(DOCUMENT_KINDS)])] for i in range(num_documents)]
 
 
 def split_documents(documents, eval_fraction: float = 0.1):
@@ -274,7 +385,7 @@ def generate_qa(num_examples: int = 2000, seed: int = 0) -> list[dict]:
     rng = random.Random(seed + 2)
     examples = []
     while len(examples) < num_examples:
-        facts = _document_facts(world, rng, DOCUMENT_KINDS[len(examples) % 4])
+        facts = _document_facts(world, rng, DOCUMENT_KINDS[len(examples) % len(DOCUMENT_KINDS)])
         answerable = [i for i, f in enumerate(facts) if f.question]
         if not answerable:
             continue

@@ -1,0 +1,39 @@
+"""Asking a pre-trained model questions: fill in [MASK]s, and is B the next sentence after A?"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import to_host
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list:
+    """For each [MASK] in text, the top_k (token, probability) predictions, best first."""
+    enc = tokenizer.encode(text)
+    positions = [i for i, t in enumerate(enc["tokens"]) if t == "[MASK]"]
+    if not positions:
+        raise ValueError(f"no [MASK] in {text!r}: write [MASK] where the model should fill in a word")
+    if len(enc["tokens"]) > model.config.max_position_embeddings:
+        raise ValueError(f"text is {len(enc['tokens'])} tokens long; the model takes at most "
+                         f"{model.config.max_position_embeddings}")
+    batch = {k: np.array([enc[k]]) for k in ("input_ids", "token_type_ids", "attention_mask")}
+    batch["masked_lm_positions"] = np.array([positions])
+    probs = _softmax(to_host(model.forward(batch).mlm_logits)[0].astype(np.float64))  # (P, V)
+    results = []
+    for row in probs:
+        best = np.argsort(-row)[:top_k]
+        results.append([(tokenizer.convert_ids_to_tokens(int(i)), float(row[i])) for i in best])
+    return results
+
+
+def next_sentence_probability(model, tokenizer, text_a: str, text_b: str) -> float:
+    """P(IsNext): the model's probability that text_b follows text_a (NSP label 0)."""
+    enc = tokenizer.encode(text_a, text_b, max_length=model.config.max_position_embeddings)
+    batch = {k: np.array([enc[k]]) for k in ("input_ids", "token_type_ids", "attention_mask")}
+    probs = _softmax(to_host(model.forward(batch).nsp_logits)[0].astype(np.float64))
+    return float(probs[0])
