@@ -387,8 +387,9 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), resume: str | None = None, 
             out = model.forward(batch, training=True, rng=backend.default_rng(_step_seed(cfg.seed, step, 1)))
             loss = float(out.loss)
             if not math.isfinite(loss):
-                raise TrainingError(f"the loss became {loss} at step {step}; training stopped. The last good "
-                                    f"checkpoint (step {last_saved}) is kept in {run_dir / 'checkpoints'}; "
+                kept = (f"the last good checkpoint (step {last_saved}) is kept in {run_dir / 'checkpoints'}"
+                        if last_saved > 0 else "no checkpoint had been written yet")
+                raise TrainingError(f"the loss became {loss} at step {step}; training stopped, {kept}; "
                                     "try a lower --lr")
             grads = model.backward()
             clip_by_global_norm(grads, cfg.max_grad_norm)

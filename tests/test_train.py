@@ -14,44 +14,65 @@ from minibert.predict import fill_mask, next_sentence_probability
 from minibert.train import PretrainConfig, latest_checkpoint, load_run, pretrain
 
 QUICK = dict(num_documents=400, seq_length=32, batch_size=16, eval_batches=4, log_interval=5, seed=3)
+# A small model without dropout learns fastest per second; measured on this 2-core machine:
+# 600 steps at length 48 take ~30 s and lower NSP loss from 0.69 to ~0.62; 1000 steps at
+# length 32 take ~35 s and put the right word in the top 3 for 5 of the 6 sentences below.
+SMALL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256,
+         "max_position_embeddings": 64, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+
+
+def _small_run(folder, **overrides):
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "small.json"
+    config.write_text(json.dumps(SMALL))  # no vocab_size: the trained vocabulary's size is used
+    cfg = PretrainConfig(out=str(folder / "run"), model=str(config), num_documents=200, batch_size=32,
+                         eval_batches=4, log_interval=10, seed=3, **overrides)
+    return cfg, pretrain(cfg, progress=False, echo=lambda *a: None)
 
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
-    """A short real run (~20 s): the tiny model on 400 generated documents."""
-    out = tmp_path_factory.mktemp("runs") / "short"
-    cfg = PretrainConfig(out=str(out), steps=300, eval_interval=100, checkpoint_interval=100, lr=3e-3, **QUICK)
-    result = pretrain(cfg, progress=False, echo=lambda *a: None)
-    return cfg, result
+    """A short real run: losses must fall, every file must be written."""
+    return _small_run(tmp_path_factory.mktemp("short"), steps=600, seq_length=48, lr=3e-3, eval_interval=200,
+                      checkpoint_interval=300)
+
+
+@pytest.fixture(scope="module")
+def fill_run(tmp_path_factory):
+    """A run long enough to learn the generated world's sentence templates."""
+    return _small_run(tmp_path_factory.mktemp("fill"), steps=1000, seq_length=32, lr=2e-3, eval_interval=500,
+                      checkpoint_interval=1000)
 
 
 def test_short_run_learns_and_writes_every_file(short_run):
     cfg, result = short_run
     run = Path(cfg.out)
+    assert result.step == 600 and not result.interrupted
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["split"] == "train"]
     held = [r for r in records if r["split"] == "eval"]
     for r in records:
         assert {"step", "split", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy", "lr", "tokens_per_second"} <= set(r)
-    assert [r["step"] for r in held] == [100, 200, 300]
+    assert [r["step"] for r in held] == [200, 400, 600]
     first, last = train[:3], train[-3:]
     mean = lambda rs, k: np.mean([r[k] for r in rs])  # noqa: E731
-    assert mean(last, "mlm_loss") < mean(first, "mlm_loss") - 1.0
-    assert mean(last, "nsp_loss") < mean(first, "nsp_loss") - 0.02
-    assert held[-1]["mlm_loss"] < held[0]["mlm_loss"]
+    assert mean(first, "nsp_loss") > 0.68  # starts at chance, ln 2 = 0.693
+    assert mean(last, "mlm_loss") < mean(first, "mlm_loss") - 2.0
+    assert mean(last, "nsp_loss") < mean(first, "nsp_loss") - 0.03
+    assert held[-1]["mlm_loss"] < held[0]["mlm_loss"] and held[-1]["nsp_loss"] < 0.685
     for name in ("masking.png", "training.png", "attention.png"):
         image = imread(run / name)
         assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
     for name in ("train_config.json", "config.json", "vocab.txt", "masking_stats.json"):
         assert (run / name).is_file()
     ckpt = latest_checkpoint(run)
-    assert ckpt.name == "step-000300"
+    assert ckpt.name == "step-000600"
     assert {p.name for p in ckpt.iterdir()} == {"params.safetensors", "optimizer.safetensors", "state.json"}
-    assert json.loads((ckpt / "state.json").read_text())["step"] == 300
+    assert json.loads((ckpt / "state.json").read_text())["step"] == 600
     assert result.eval_metrics["mlm_accuracy"] > result.baselines["mlm_most_frequent_token_accuracy"]
 
 
-FILL_MASK_CASES = [  # held-out style sentences whose masked word the generated world's context decides
+FILL_MASK_CASES = [  # sentences in the generated world's templates (not copied from its documents)
     ("Every day Anna goes to the bakery, where she bakes [MASK].", "bread"),
     ("The team wears red shirts at home [MASK].", "games"),
     ("Tickets are sold at the old [MASK] in Oslo.", "station"),
@@ -61,8 +82,8 @@ FILL_MASK_CASES = [  # held-out style sentences whose masked word the generated 
 ]
 
 
-def test_fill_mask_puts_the_right_word_in_the_top_3(short_run):
-    cfg, _ = short_run
+def test_fill_mask_puts_the_right_word_in_the_top_3(fill_run):
+    cfg, _ = fill_run
     model, tokenizer, _, _ = load_run(cfg.out)
     hits = 0
     for text, word in FILL_MASK_CASES:
@@ -147,11 +168,12 @@ def test_existing_run_is_never_overwritten(short_run, capsys):
     assert before == after
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "nan"
     err = _one_line_error(capsys, ["pretrain", "--quiet", "--out", str(out), "--num-documents", "200",
                                    "--seq-length", "32", "--batch-size", "8", "--steps", "60", "--warmup-steps", "1",
-                                   "--checkpoint-interval", "2", "--eval-interval", "1000", "--lr", "1e30"],
+                                   "--checkpoint-interval", "1", "--eval-interval", "1000", "--lr", "1e30"],
                           "the loss became", "at step", "last good checkpoint")
     step = int(err.split("at step ")[1].split(";")[0])
     kept = latest_checkpoint(out)
