@@ -4,6 +4,7 @@ from .backend import BackendError, get_backend, set_backend, to_host
 from .config import PRESETS, BertConfig
 from .gradcheck import gradcheck, relative_error
 from .model import BertForPreTraining, BertModel, BertOutput
+from .heads import BertForQuestionAnswering, BertForSequenceClassification
 from .hf import to_hf_state_dict
 from .pretrained import minilm_path
 from .tokenization import WordPieceTokenizer, train_bpe, train_wordpiece
@@ -11,6 +12,7 @@ from .data import (
     MaskingConfig,
     collate,
     create_pretraining_instances,
+    generate_classification,
     generate_corpus,
     generate_qa,
     mask_tokens,

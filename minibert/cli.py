@@ -14,24 +14,34 @@ from .backend import BackendError
 from .io import CheckpointError
 
 
-def _add_pretrain_options(p: argparse.ArgumentParser) -> None:
-    from .train import PretrainConfig
-
-    help_text = {
-        "out": "run folder to create", "corpus": "text file (default: the generated world, no download)",
-        "corpus_format": "lines (one sentence per line, blank line between documents), prose, or auto",
-        "vocab": "an existing vocab.txt (default: train a WordPiece vocab on the corpus)",
-        "model": "config preset (tiny, mini, small, base) or a config.json",
-        "masking": "exact, bernoulli, whole_word or span", "backend": "numpy or cupy",
-        "warmup_steps": "default: 10%% of --steps",
-    }
-    for f in dataclasses.fields(PretrainConfig):
+def _add_config_options(p: argparse.ArgumentParser, config_cls, help_text=None, skip=()) -> None:
+    """One --option per field of a config dataclass, typed and defaulted like the field."""
+    help_text = help_text or {}
+    for f in dataclasses.fields(config_cls):
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
         if f.type in (bool, "bool"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text.get(f.name))
             continue
         kind = {"int": int, "float": float, "str": str, "str | None": str, "int | None": int}.get(str(f.type), str)
         p.add_argument(flag, type=kind, default=f.default, metavar=f.name.upper(), help=help_text.get(f.name, " "))
+
+
+PRETRAIN_HELP = {
+    "out": "run folder to create", "corpus": "text file (default: the generated world, no download)",
+    "corpus_format": "lines (one sentence per line, blank line between documents), prose, or auto",
+    "vocab": "an existing vocab.txt (default: train a WordPiece vocab on the corpus)",
+    "model": "config preset (tiny, mini, small, base) or a config.json",
+    "masking": "exact, bernoulli, whole_word or span", "backend": "numpy or cupy",
+    "warmup_steps": "default: 10%% of --steps",
+}
+FINETUNE_HELP = {
+    "init": "a minibert pre-training run, a Hugging Face BERT folder, or scratch",
+    "data": "SQuAD v1.1/v2.0 JSON (qa) or JSON lines with text, text_b, label (classify); default: generated",
+    "vocab": "scratch only: a vocab.txt", "model": "scratch only: a preset or a config.json",
+    "warmup_steps": "default: 10%% of --steps",
+}
 
 
 def _pretrain(args) -> int:
@@ -74,6 +84,43 @@ def _nsp(args) -> int:
     return 0
 
 
+def _finetune(args) -> int:
+    from .finetune import FinetuneConfig, finetune
+
+    names = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    cfg = FinetuneConfig(**{k: v for k, v in vars(args).items() if k in names})
+    finetune(cfg, progress=not args.quiet)
+    return 0
+
+
+def _transfer(args) -> int:
+    from .finetune import transfer_experiment
+
+    transfer_experiment(args.run_dir, args.out, task=args.task, progress=not args.quiet, steps=args.steps,
+                        seed=args.seed)
+    return 0
+
+
+def _answer(args) -> int:
+    from .finetune import answer, load_finetuned
+
+    model, tokenizer, task = load_finetuned(args.run_dir)
+    if task["task"] != "qa":
+        raise ValueError(f"{args.run_dir}: a {task['task']} run, not a question-answering one")
+    text = answer(model, tokenizer, args.question, args.context)
+    print(text if text else "(no answer)")
+    return 0
+
+
+def _export(args) -> int:
+    from .train import load_run
+
+    model, tokenizer, _, _ = load_run(args.run_dir)
+    model.save_pretrained(args.out_dir, tokenizer)
+    print(f"wrote a Hugging Face BERT folder to {args.out_dir} (transformers.BertForPreTraining.from_pretrained loads it)")
+    return 0
+
+
 def _gradcheck(args) -> int:
     from .selfcheck import report
 
@@ -86,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="pre-train a BERT with masked LM + next sentence prediction",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_pretrain_options(p)
+    from .train import PretrainConfig
+
+    _add_config_options(p, PretrainConfig, PRETRAIN_HELP)
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrain)
@@ -106,6 +155,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sentence_a")
     p.add_argument("sentence_b")
     p.set_defaults(func=_nsp)
+
+    from .finetune import FinetuneConfig
+
+    p = sub.add_parser("finetune", help="fine-tune for question answering (qa) or classification (classify)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("task", choices=["qa", "classify"])
+    _add_config_options(p, FinetuneConfig, FINETUNE_HELP, skip=("task",))
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_finetune)
+
+    p = sub.add_parser("transfer", help="fine-tune from a pre-training run and from scratch, and compare")
+    p.add_argument("run_dir", help="a minibert pre-training run")
+    p.add_argument("--task", choices=["qa", "classify"], default="qa")
+    p.add_argument("--out", default="runs/transfer")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_transfer)
+
+    p = sub.add_parser("answer", help="answer a question about a context with a fine-tuned QA run")
+    p.add_argument("run_dir")
+    p.add_argument("question")
+    p.add_argument("context")
+    p.set_defaults(func=_answer)
+
+    p = sub.add_parser("export", help="write a pre-training run as a Hugging Face BERT folder")
+    p.add_argument("run_dir")
+    p.add_argument("out_dir")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("gradcheck", help="check every hand-written backward against central differences")
     p.set_defaults(func=_gradcheck)

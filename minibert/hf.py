@@ -50,9 +50,15 @@ TABLE = [
     ("mlm.bias",                "cls.predictions.bias",                                 "same"),  # decoder weight = word embeddings
     ("nsp.W",                   "cls.seq_relationship.weight",                          "transpose"),
     ("nsp.b",                   "cls.seq_relationship.bias",                            "same"),
+    ("qa.W",                    "qa_outputs.weight",                                    "transpose"),
+    ("qa.b",                    "qa_outputs.bias",                                      "same"),
+    ("classifier.W",            "classifier.weight",                                    "transpose"),
+    ("classifier.b",            "classifier.bias",                                      "same"),
 ]
 # tensors other classes add on top of the encoder: {minibert prefix: what a missing one is}
-HEADS = {"pooler.": "pooler", "mlm.": "masked-LM head", "nsp.": "next-sentence head"}
+HEADS = {"pooler.": "pooler", "mlm.": "masked-LM head", "nsp.": "next-sentence head",
+         "qa.": "question-answering head", "classifier.": "classification head"}
+TASK_HEADS = ("mlm.", "nsp.", "qa.", "classifier.")  # outside the "bert." prefix
 
 
 def _expand(config: BertConfig):
@@ -71,7 +77,7 @@ def _expand(config: BertConfig):
 
 
 def _hf_prefix(mini_name: str, with_bert_prefix: bool) -> str:
-    return "bert." if with_bert_prefix and not mini_name.startswith(("mlm.", "nsp.")) else ""
+    return "bert." if with_bert_prefix and not mini_name.startswith(TASK_HEADS) else ""
 
 
 def to_hf_state_dict(model, arrays: dict | None = None, with_bert_prefix: bool | None = None) -> dict:
@@ -83,7 +89,7 @@ def to_hf_state_dict(model, arrays: dict | None = None, with_bert_prefix: bool |
     """
     arrays = model.params if arrays is None else arrays
     if with_bert_prefix is None:
-        with_bert_prefix = any(k.startswith(("mlm.", "nsp.")) for k in model.params)
+        with_bert_prefix = any(k.startswith(TASK_HEADS) for k in model.params)
     out = {}
     for mini, hf_names, how in _expand(model.config):
         if mini not in arrays:
@@ -143,12 +149,12 @@ def read_hf_folder(path):
     return config, arrays
 
 
-def load_into(model_cls, path, dtype=np.float32, seed: int = 0):
+def load_into(model_cls, path, dtype=np.float32, seed: int = 0, **kwargs):
     """Build model_cls from a Hugging Face folder. Encoder tensors are required; heads the
     checkpoint lacks are freshly initialized and reported (model.newly_initialized)."""
     config, state = read_hf_folder(path)
     weights = Path(path) / "model.safetensors"
-    model = model_cls(config, seed=seed, dtype=dtype)
+    model = model_cls(config, seed=seed, dtype=dtype, **kwargs)
     arrays, leftover = from_hf_state_dict(config, state)
     head_tensors = [k for k in leftover if k.startswith(("cls.", "qa_outputs.", "classifier."))]
     unknown = [k for k in leftover if k not in head_tensors]
@@ -178,8 +184,8 @@ def save_hf_folder(model, path, tokenizer=None) -> Path:
     AutoTokenizer load the folder."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    arch = {"BertForPreTraining": "BertForPreTraining", "BertModel": "BertModel"}.get(type(model).__name__, type(model).__name__)
-    config = {**model.config.to_dict(), "architectures": [arch], "position_embedding_type": "absolute"}
+    config = {**model.config.to_dict(), "architectures": [type(model).__name__], "position_embedding_type": "absolute",
+              **getattr(model, "hf_config_extras", lambda: {})()}
     state = to_hf_state_dict(model)
     save_arrays(path / "model.safetensors", state, {"format": "pt"})  # transformers wants to know the framework
     write_text_atomic(path / "config.json", json.dumps(config, indent=2) + "\n")

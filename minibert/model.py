@@ -75,6 +75,8 @@ class BertOutput:
 class BertModel:
     """The BERT encoder with its pooler. `params` is a flat dict name -> array."""
 
+    add_pooling_layer = True  # question answering reads every position and has no use for a pooler
+
     def __init__(self, config: BertConfig, seed: int = 0, dtype=np.float32):
         self.config = config
         self.dtype = np.dtype(dtype)
@@ -111,7 +113,8 @@ class BertModel:
             self._add_dense(init, f"layer.{i}.ffn.in", H, F)
             self._add_dense(init, f"layer.{i}.ffn.out", F, H)
             self._add_layernorm(f"layer.{i}.ffn.ln", H)
-        self._add_dense(init, "pooler", H, H)
+        if self.add_pooling_layer:
+            self._add_dense(init, "pooler", H, H)
 
     def _init_heads(self, init) -> None:
         """Subclasses add their heads' parameters here."""
@@ -179,9 +182,12 @@ class BertModel:
             if output_attentions:
                 attentions.append(cache["attn"]["probs"])
         # pooler: the first token ([CLS]) -> dense -> tanh
-        pooled, dense_cache = linear_forward(x[:, 0], p["pooler.W"], p["pooler.b"])  # (B, H)
-        pooled, tanh_cache = tanh_forward(pooled)
-        cache = {"emb": emb_cache, "layers": layer_caches, "pool": (dense_cache, tanh_cache), "T": T}
+        pooled, pool_cache = None, None
+        if self.add_pooling_layer:
+            pooled, dense_cache = linear_forward(x[:, 0], p["pooler.W"], p["pooler.b"])  # (B, H)
+            pooled, tanh_cache = tanh_forward(pooled)
+            pool_cache = (dense_cache, tanh_cache)
+        cache = {"emb": emb_cache, "layers": layer_caches, "pool": pool_cache, "T": T}
         return x, pooled, (attentions if output_attentions else None), cache
 
     def _layer_forward(self, i, x, mask_bias, training, rng):
@@ -229,13 +235,13 @@ class BertModel:
     def _encode_backward(self, dseq, dpooled, cache, grads):
         """Reverse of _encode: dseq (B, T, H) and dpooled (B, H) -> fills the encoder's grads."""
         p = self.params
-        dense_cache, tanh_cache = cache["pool"]
         dseq = dseq.copy()
         if dpooled is not None:
+            dense_cache, tanh_cache = cache["pool"]
             d = tanh_backward(dpooled, tanh_cache)
             dfirst, grads["pooler.W"], grads["pooler.b"] = linear_backward(d, dense_cache)
             dseq[:, 0] += dfirst
-        else:
+        elif self.add_pooling_layer:  # the pooler was not used: its gradient is exactly zero
             xp = backend.array_module(dseq)
             grads["pooler.W"], grads["pooler.b"] = xp.zeros_like(p["pooler.W"]), xp.zeros_like(p["pooler.b"])
         dx = dseq
@@ -245,6 +251,8 @@ class BertModel:
         dx = dropout_backward(dx, drop_cache)
         dx, grads["embeddings.ln.gamma"], grads["embeddings.ln.beta"] = layernorm_backward(dx, ln_cache)
         dword = embedding_backward(dx, word_cache)
+        # [PAD]'s row never learns (Hugging Face's padding_idx): padding must not carry meaning
+        dword[self.config.pad_token_id] = 0.0
         # the word table may already hold a gradient from the tied MLM decoder: add, don't overwrite
         grads["embeddings.word"] = grads["embeddings.word"] + dword if "embeddings.word" in grads else dword
         grads["embeddings.token_type"] = embedding_backward(dx, type_cache)
@@ -302,13 +310,13 @@ class BertModel:
 
     # -- Hugging Face checkpoints (names mapped in hf.py) --------------------------------
     @classmethod
-    def from_pretrained(cls, path, dtype=np.float32, seed: int = 0):
+    def from_pretrained(cls, path, dtype=np.float32, seed: int = 0, **kwargs):
         """Load a Hugging Face BERT folder (config.json + model.safetensors). Checkpoints of
         BertModel, BertForPreTraining and BertForMaskedLM load, with or without "bert."; heads
         the checkpoint lacks are freshly initialized and listed in `model.newly_initialized`."""
         from .hf import load_into
 
-        return load_into(cls, path, dtype=dtype, seed=seed)
+        return load_into(cls, path, dtype=dtype, seed=seed, **kwargs)
 
     def save_pretrained(self, path, tokenizer=None):
         """Write a folder transformers' from_pretrained (and, with a tokenizer, AutoTokenizer) loads."""

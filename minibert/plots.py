@@ -155,3 +155,31 @@ def plot_run(run_dir, model=None, tokenizer=None, example=("Oslo is a city in No
     for name, fig in figures.items():
         fig.savefig(run_dir / f"{name}.png", dpi=90)
     return figures
+
+
+def finetune_figure(runs: dict, task: str) -> Figure:
+    """Fine-tuning curves of one or more runs on shared axes: {label: read_metrics(...)}.
+
+    With a run from a pre-trained start and one from scratch this is the transfer-learning plot.
+    """
+    keys = ["exact_match", "f1"] if task == "qa" else ["accuracy"]
+    fig = Figure(figsize=(6 * (1 + len(keys)), 4.5), layout="constrained")
+    axes = fig.subplots(1, 1 + len(keys))
+    for label, metrics in runs.items():
+        train, held = metrics["train"], metrics["eval"]
+        line, = axes[0].plot([r["step"] for r in train], [r["loss"] for r in train], alpha=0.6, label=f"{label}: train")
+        if held and "loss" in held[0]:
+            axes[0].plot([r["step"] for r in held], [r["loss"] for r in held], "o-", color=line.get_color(),
+                         label=f"{label}: held-out")
+        for ax, key in zip(axes[1:], keys):
+            ax.plot([r["step"] for r in held], [r[key] for r in held], "o-", color=line.get_color(), label=label)
+    axes[0].set_title("Fine-tuning loss")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("cross-entropy")
+    axes[0].legend()
+    titles = {"exact_match": "Held-out exact match (%)", "f1": "Held-out F1 (%)", "accuracy": "Held-out accuracy"}
+    for ax, key in zip(axes[1:], keys):
+        ax.set_title(titles[key])
+        ax.set_xlabel("step")
+        ax.legend()
+    return fig

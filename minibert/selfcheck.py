@@ -91,7 +91,7 @@ def model_check(seed: int = 0) -> dict:
                         intermediate_size=20, type_vocab_size=3, max_position_embeddings=16, initializer_range=0.3)
     model = BertForPreTraining(config, seed=seed, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    batch = {"input_ids": rng.integers(0, 40, (2, 7)), "token_type_ids": rng.integers(0, 3, (2, 7)),
+    batch = {"input_ids": rng.integers(1, 40, (2, 7)),  # 0 is [PAD] "token_type_ids": rng.integers(0, 3, (2, 7)),
              "attention_mask": np.array([[1] * 7, [1, 1, 1, 1, 0, 0, 0]]),
              "masked_lm_positions": np.array([[1, 4], [2, 3]]), "masked_lm_labels": rng.integers(0, 40, (2, 2)),
              "masked_lm_weights": np.array([[1.0, 1.0], [1.0, 0.0]]), "next_sentence_label": np.array([0, 1])}

@@ -400,3 +400,18 @@ def generate_qa(num_examples: int = 2000, seed: int = 0) -> list[dict]:
         examples.append({"id": f"gen-{len(examples)}", "question": target.question, "context": context,
                          "answers": [{"text": target.answer, "answer_start": start}]})
     return examples
+
+
+def generate_classification(num_examples: int = 4000, seed: int = 0) -> tuple[list, list]:
+    """Sentences labelled with the kind of document they come from (person, city, ...):
+    (examples, label_names), each example {"text", "label"} with label an index into label_names.
+    A sentence alone often gives its topic away, but not always ("It was founded in 1990.")."""
+    world = World(seed)
+    rng = random.Random(seed + 3)
+    names = [kind.__name__.replace("_facts", "") for kind in DOCUMENT_KINDS]
+    examples = []
+    while len(examples) < num_examples:
+        label = len(examples) % len(DOCUMENT_KINDS)
+        facts = _document_facts(world, rng, DOCUMENT_KINDS[label])
+        examples.append({"text": _pick(rng, facts).sentence, "label": label})
+    return examples, names

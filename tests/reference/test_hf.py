@@ -244,3 +244,82 @@ def test_to_hf_state_dict_shapes():
     assert state["cls.seq_relationship.weight"].shape == (2, 48)
     assert "encoder.layer.0.output.dense.bias" in mb.to_hf_state_dict(mb.BertModel(mb.BertConfig(**ODD)))
     json.dumps(sorted(state))  # plain names
+
+
+def _copy_into(cls, hf_model, **kwargs):
+    config = mb.BertConfig.from_dict(hf_model.config.to_dict())
+    model = cls(config, dtype=np.float64, **kwargs)
+    arrays, leftover = from_hf_state_dict(config, {k: v.detach().numpy() for k, v in hf_model.state_dict().items()})
+    assert not leftover, leftover
+    model.load_params(arrays, source="hf")
+    return model
+
+
+def _compare_grads(ours, grads, hf):
+    mine = mb.to_hf_state_dict(ours, grads)
+    errors = {}
+    for name, p in hf.named_parameters():
+        if name.endswith("attention.self.key.bias"):  # exactly zero in exact arithmetic (see above)
+            assert np.abs(mine[name]).max() < 1e-12 and p.grad.abs().max().item() < 1e-12
+            continue
+        errors[name] = mb.relative_error(mine[name], p.grad.numpy())
+    assert set(mine) == {n for n, _ in hf.named_parameters()}
+    return errors
+
+
+def test_question_answering_head_matches_transformers():
+    torch.manual_seed(3)
+    hf = transformers.BertForQuestionAnswering(transformers.BertConfig(**ODD, initializer_range=0.2)).double().eval()
+    ours = _copy_into(mb.BertForQuestionAnswering, hf)
+    batch = pretraining_batch(3)
+    batch = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+    batch["start_positions"], batch["end_positions"] = np.array([2, 5, 1, 3]), np.array([4, 5, 6, 3])
+    out = ours.forward(batch)
+    grads = ours.backward()
+    ref = hf(**torch_inputs(batch), start_positions=torch.tensor(batch["start_positions"]),
+             end_positions=torch.tensor(batch["end_positions"]))
+    ref.loss.backward()
+    np.testing.assert_allclose(out.extras["start_logits"], ref.start_logits.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out.extras["end_logits"], ref.end_logits.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert abs(float(out.loss) - ref.loss.item()) < 1e-10
+    # qa_outputs.bias and the last LayerNorm's bias add the same amount to every position's
+    # logit, which a softmax over positions ignores: their gradients are exactly zero in exact
+    # arithmetic (both sides hold rounding noise); everything else is compared
+    errors = _compare_grads(ours, grads, hf)
+    zero = {"qa_outputs.bias": lambda g: g, "bert.encoder.layer.2.output.LayerNorm.bias": lambda g: g @ hf.qa_outputs.weight.detach().numpy().T}
+    mine = mb.to_hf_state_dict(ours, grads)
+    theirs = dict(hf.named_parameters())
+    for name, project in zero.items():
+        assert np.abs(project(mine[name])).max() < 1e-12 and np.abs(project(theirs[name].grad.numpy())).max() < 1e-12
+        errors.pop(name)
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < 1e-7, (worst, errors[worst])
+
+
+def test_sequence_classification_head_matches_transformers(tmp_path):
+    torch.manual_seed(4)
+    config = transformers.BertConfig(**ODD, initializer_range=0.2, num_labels=4)
+    hf = transformers.BertForSequenceClassification(config).double().eval()
+    ours = _copy_into(mb.BertForSequenceClassification, hf, num_labels=4)
+    batch = pretraining_batch(4)
+    batch = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+    batch["labels"] = np.array([3, 0, 1, 3])
+    out = ours.forward(batch)
+    grads = ours.backward()
+    ref = hf(**torch_inputs(batch), labels=torch.tensor(batch["labels"]))
+    ref.loss.backward()
+    np.testing.assert_allclose(out.extras["logits"], ref.logits.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert abs(float(out.loss) - ref.loss.item()) < 1e-10
+    errors = _compare_grads(ours, grads, hf)
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < 1e-7, (worst, errors[worst])
+    # saved in Hugging Face layout, transformers' class of the same name loads it
+    ours.to(np.float32).save_pretrained(tmp_path / "cls")
+    again, info = transformers.BertForSequenceClassification.from_pretrained(str(tmp_path / "cls"), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and again.config.num_labels == 4
+    qa = mb.BertForQuestionAnswering(mb.BertConfig(**ODD))
+    qa.save_pretrained(tmp_path / "qa")
+    again, info = transformers.BertForQuestionAnswering.from_pretrained(str(tmp_path / "qa"), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    loaded = mb.BertForQuestionAnswering.from_pretrained(tmp_path / "qa")
+    assert loaded.newly_initialized == []

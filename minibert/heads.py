@@ -1,0 +1,121 @@
+"""Fine-tuning heads: question answering (start/end logits over the tokens) and sentence
+(-pair) classification (a dense layer on the pooled [CLS] vector). Both reuse the
+pre-trained encoder unchanged and add one small layer with its own backward."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend
+from .layers import cross_entropy_backward, cross_entropy_forward, dropout_backward, dropout_forward
+from .layers import linear_backward, linear_forward
+from .model import BertModel, BertOutput
+
+
+class BertForQuestionAnswering(BertModel):
+    """logits = sequence_output @ W + b: (B, T, 2) -> start_logits, end_logits (B, T).
+
+    batch: the encoder's inputs; optionally `answer_mask` (B, T), 1 where an answer may start
+    or end (the context's tokens, and [CLS] for "no answer"): the other positions, padding
+    and the question, get the most negative float and so zero probability. For the loss,
+    `start_positions` and `end_positions` (B,). loss = (CE(start) + CE(end)) / 2.
+    """
+
+    add_pooling_layer = False
+
+    def _init_heads(self, init) -> None:
+        self._add_dense(init, "qa", self.config.hidden_size, 2)
+
+    def forward(self, batch: dict, training: bool = False, rng=None, output_attentions: bool = False) -> BertOutput:
+        p = self.params
+        xp = backend.array_module(p["embeddings.word"])
+        seq, _, attentions, enc_cache = self._encode(batch, training, self._rng(training, rng), output_attentions)
+        logits, qa_cache = linear_forward(seq, p["qa.W"], p["qa.b"])  # (B, T, 2)
+        start, end = logits[..., 0], logits[..., 1]  # (B, T) each
+        if batch.get("answer_mask") is not None:
+            blocked = (xp.asarray(batch["answer_mask"]) == 0).astype(self.dtype) * xp.finfo(self.dtype).min
+            start, end = start + blocked, end + blocked
+        out = BertOutput(sequence_output=seq, attentions=attentions)
+        out.extras.update(start_logits=start, end_logits=end)
+        self._cache = None
+        if batch.get("start_positions") is not None:
+            s_loss, s_cache = cross_entropy_forward(start, xp.asarray(batch["start_positions"]))
+            e_loss, e_cache = cross_entropy_forward(end, xp.asarray(batch["end_positions"]))
+            out.loss = (s_loss + e_loss) / 2
+            self._cache = {"enc": enc_cache, "qa": qa_cache, "ce": (s_cache, e_cache)}
+        return out
+
+    def backward(self) -> dict:
+        cache = self._take_cache()
+        s_cache, e_cache = cache["ce"]
+        dstart = cross_entropy_backward(0.5, s_cache)  # (B, T); blocked positions get exactly 0
+        dend = cross_entropy_backward(0.5, e_cache)
+        xp = backend.array_module(dstart)
+        dlogits = xp.stack([dstart, dend], axis=-1)  # (B, T, 2)
+        grads = {}
+        dseq, grads["qa.W"], grads["qa.b"] = linear_backward(dlogits, cache["qa"])
+        self._encode_backward(dseq, None, cache["enc"], grads)
+        return grads
+
+
+class BertForSequenceClassification(BertModel):
+    """logits = dropout(pooled_output) @ W + b: (B, num_labels), for one sentence or a pair.
+
+    batch: the encoder's inputs and, for the loss, `labels` (B,) in [0, num_labels).
+    """
+
+    def __init__(self, config, num_labels: int = 2, seed: int = 0, dtype=np.float32):
+        if num_labels < 2:
+            raise ValueError(f"num_labels must be >= 2 (classification), got {num_labels}")
+        self.num_labels = num_labels
+        super().__init__(config, seed=seed, dtype=dtype)
+
+    def _init_heads(self, init) -> None:
+        self._add_dense(init, "classifier", self.config.hidden_size, self.num_labels)
+
+    def hf_config_extras(self) -> dict:
+        return {"num_labels": self.num_labels, "id2label": {str(i): f"LABEL_{i}" for i in range(self.num_labels)},
+                "label2id": {f"LABEL_{i}": i for i in range(self.num_labels)}}
+
+    def forward(self, batch: dict, training: bool = False, rng=None, output_attentions: bool = False) -> BertOutput:
+        p = self.params
+        xp = backend.array_module(p["embeddings.word"])
+        rng = self._rng(training, rng)
+        seq, pooled, attentions, enc_cache = self._encode(batch, training, rng, output_attentions)
+        h, drop_cache = dropout_forward(pooled, self.config.hidden_dropout_prob, training, rng)
+        logits, cls_cache = linear_forward(h, p["classifier.W"], p["classifier.b"])  # (B, C)
+        out = BertOutput(sequence_output=seq, pooled_output=pooled, attentions=attentions)
+        out.extras["logits"] = logits
+        self._cache = None
+        if batch.get("labels") is not None:
+            labels = xp.asarray(batch["labels"]).reshape(-1)
+            if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= self.num_labels):
+                raise ValueError(f"labels must lie in [0, {self.num_labels})")
+            out.loss, ce_cache = cross_entropy_forward(logits, labels)
+            out.extras["accuracy"] = (logits.argmax(axis=1) == labels).mean()
+            self._cache = {"enc": enc_cache, "drop": drop_cache, "cls": cls_cache, "ce": ce_cache}
+        return out
+
+    def backward(self) -> dict:
+        cache = self._take_cache()
+        grads = {}
+        dlogits = cross_entropy_backward(1.0, cache["ce"])
+        dh, grads["classifier.W"], grads["classifier.b"] = linear_backward(dlogits, cache["cls"])
+        dpooled = dropout_backward(dh, cache["drop"])
+        xp = backend.array_module(dpooled)
+        self._encode_backward(xp.zeros((dpooled.shape[0], cache["enc"]["T"], dpooled.shape[1]), dpooled.dtype),
+                              dpooled, cache["enc"], grads)
+        return grads
+
+
+def from_pretraining_run(cls, run_dir, seed: int = 0, **kwargs):
+    """A fine-tuning model whose encoder (and pooler, where it has one) comes from a minibert
+    pre-training run; its head is freshly initialized (listed in model.newly_initialized)."""
+    from .train import load_run
+
+    pretrained, tokenizer, _, _ = load_run(run_dir, dtype=np.float64)
+    model = cls(pretrained.config, seed=seed, **kwargs)
+    encoder = {k: backend.to_host(v) for k, v in pretrained.params.items() if k in model.params}
+    model.load_params(encoder, source=str(run_dir), strict=False)
+    model.newly_initialized = sorted({k.split(".")[0] for k in model.params if k not in encoder})
+    return model, tokenizer
