@@ -50,7 +50,7 @@ def torch_steppers(name, batch, V):
     t = {k: torch.tensor(v) for k, v in batch.items()}
     rows = torch.arange(t["input_ids"].shape[0])[:, None]
 
-    eager = transformers.BertForPreTraining(config, attn_implementation="eager").train()
+    eager = transformers.BertForPreTraining(config).train()  # eager mode (no torch.compile), default attention
     eager_opt = torch.optim.AdamW(eager.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01)
     ce = torch.nn.CrossEntropyLoss()
 

@@ -52,7 +52,7 @@ class FinetuneConfig:
     max_query_length: int = 32
     max_answer_length: int = 30
     version_2: bool = False  # SQuAD 2.0: questions may have no answer ([CLS])
-    eval_interval: int = 100
+    eval_interval: int = 50
     log_interval: int = 10
     checkpoint_interval: int = 300
     seed: int = 0

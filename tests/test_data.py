@@ -278,3 +278,13 @@ def test_statistics_agree_for_instances_and_batches(world):
     span = mb.create_pretraining_instances(docs[:200], tok, max_seq_length=64, seed=5,
                                            masking=mb.MaskingConfig(strategy="span"))
     assert mb.masking_statistics(span).span_lengths.mean() > 2.0  # spans, not single tokens
+
+
+def test_googles_rule_skews_nsp_labels_and_minibert_does_not(world):
+    docs, tok = world
+    google = mb.create_pretraining_instances(docs, tok, max_seq_length=64, seed=7, dupe_factor=8, masking=None,
+                                             balance_nsp=False)
+    share = np.mean([i.is_random_next for i in google])
+    # google forces a random B for every one-sentence chunk: far more than half are random here
+    assert share > 0.55, share
+    assert all(i.source[3] != i.source[0] for i in google if i.is_random_next)

@@ -60,12 +60,13 @@ def tokenize_documents(documents, tokenizer) -> list:
 
 def create_pretraining_instances(documents, tokenizer, max_seq_length: int = 128, seed: int = 0,
                                  dupe_factor: int = 1, short_seq_prob: float = 0.1,
-                                 masking: MaskingConfig | None = MaskingConfig()) -> list:
+                                 masking: MaskingConfig | None = MaskingConfig(), balance_nsp: bool = True) -> list:
     """NSP pairs from documents (lists of sentences, as text or as token lists).
 
     masking: a MaskingConfig for static masking (fixed now, re-drawn in each of the
     dupe_factor passes, as google does), or None to leave instances unmasked for dynamic
-    masking at batch time (see collate). Instances come out shuffled.
+    masking at batch time (see collate). balance_nsp=False applies google's rule instead
+    (a one-sentence chunk always gets a random B), to compare. Instances come out shuffled.
     """
     if max_seq_length < 5:
         raise ValueError(f"max_seq_length {max_seq_length} is too small to hold a pair: "
@@ -80,7 +81,7 @@ def create_pretraining_instances(documents, tokenizer, max_seq_length: int = 128
     instances = []
     for _ in range(dupe_factor):
         for d in range(len(docs)):
-            instances.extend(_instances_from_document(docs, d, max_seq_length, short_seq_prob, rng))
+            instances.extend(_instances_from_document(docs, d, max_seq_length, short_seq_prob, rng, balance_nsp))
     order = rng.permutation(len(instances))
     instances = [instances[i] for i in order]
     if masking is not None:
@@ -91,7 +92,7 @@ def create_pretraining_instances(documents, tokenizer, max_seq_length: int = 128
     return instances
 
 
-def _instances_from_document(docs, d, max_seq_length, short_seq_prob, rng):
+def _instances_from_document(docs, d, max_seq_length, short_seq_prob, rng, balance_nsp=True):
     document = docs[d]
     max_num_tokens = max_seq_length - 3  # room for [CLS], [SEP], [SEP]
     # usually fill the sequence; sometimes (short_seq_prob) aim shorter, so that the model
@@ -103,7 +104,7 @@ def _instances_from_document(docs, d, max_seq_length, short_seq_prob, rng):
         length += len(document[i])
         if i == len(document) - 1 or length >= target:
             a_end = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1
-            is_random = bool(rng.random() < 0.5)
+            is_random = bool(rng.random() < 0.5) or (not balance_nsp and len(chunk) == 1)
             if not is_random and len(chunk) == 1:
                 if i + 1 < len(document):  # B = the sentence that follows
                     i += 1
