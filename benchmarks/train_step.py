@@ -20,9 +20,11 @@ from minibert.optim import AdamW, clip_by_global_norm
 
 
 def make_batch(rng, B, T, P, V):
+    """Random ids, two segments, P distinct masked positions per sequence."""
+    positions = np.sort(np.stack([rng.choice(np.arange(1, T), P, replace=False) for _ in range(B)]), axis=1)
     return {
         "input_ids": rng.integers(5, V, (B, T)), "token_type_ids": (np.arange(T) >= T // 2).astype(np.int64)[None].repeat(B, 0),
-        "attention_mask": np.ones((B, T), np.int64), "masked_lm_positions": np.sort(rng.choice(np.arange(1, T), (B, P)), axis=1),
+        "attention_mask": np.ones((B, T), np.int64), "masked_lm_positions": positions,
         "masked_lm_labels": rng.integers(5, V, (B, P)), "masked_lm_weights": np.ones((B, P), np.float32),
         "next_sentence_label": rng.integers(0, 2, B),
     }

@@ -21,6 +21,7 @@ import platform
 import time
 
 import numpy as np
+from train_step import make_batch  # the same batch as the other benchmark (this folder is on sys.path)
 
 
 def minibert_stepper(name, batch, V):
@@ -108,13 +109,8 @@ def main():
           f"{args.vocab_size}; median over {args.rounds} interleaved rounds\n")
     print(f"{'config':<6} {'minibert':>10} {'torch eager':>12} {'transformers':>13}   {'minibert/eager':>15} {'minibert/transformers':>22}")
     for name in args.configs:
-        rng = np.random.default_rng(0)
-        B, T, P, V = args.batch_size, args.seq_length, args.predictions, args.vocab_size
-        batch = {"input_ids": rng.integers(5, V, (B, T)), "token_type_ids": (np.arange(T) >= T // 2).astype(np.int64)[None].repeat(B, 0),
-                 "attention_mask": np.ones((B, T), np.int64),
-                 "masked_lm_positions": np.sort(np.stack([rng.choice(np.arange(1, T), P, replace=False) for _ in range(B)]), axis=1),
-                 "masked_lm_labels": rng.integers(5, V, (B, P)), "masked_lm_weights": np.ones((B, P), np.float32),
-                 "next_sentence_label": rng.integers(0, 2, B)}
+        V = args.vocab_size
+        batch = make_batch(np.random.default_rng(0), args.batch_size, args.seq_length, args.predictions, V)
         steppers = {"minibert": minibert_stepper(name, batch, V)}
         steppers["eager"], steppers["usual"] = torch_steppers(name, batch, V)
         for step in steppers.values():  # warm up

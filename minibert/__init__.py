@@ -21,3 +21,16 @@ from .data import (
 )
 
 __version__ = "0.1.0"
+
+
+def source_fingerprint() -> str:
+    """A short hash of minibert's own source files: notebooks print it, and a test checks that
+    the outputs committed with them were produced by the code as it is now."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]

@@ -147,12 +147,7 @@ def build_model(cfg: FinetuneConfig, num_labels: int | None, texts):
 
 
 def _classification_batch(examples, tokenizer, max_length):
-    encs = [tokenizer.encode(e["text"], e.get("text_b"), max_length=max_length) for e in examples]
-    T = max(len(e["input_ids"]) for e in encs)
-    batch = {k: np.zeros((len(encs), T), np.int64) for k in ("input_ids", "token_type_ids", "attention_mask")}
-    for i, e in enumerate(encs):
-        for k in batch:
-            batch[k][i, :len(e[k])] = e[k]
+    batch = tokenizer.batch_encode([e["text"] for e in examples], [e.get("text_b") for e in examples], max_length)
     batch["labels"] = np.array([e["label"] for e in examples])
     return batch
 

@@ -18,7 +18,7 @@ KIND_LABELS = {"mask": "[MASK]", "random": "random token", "keep": "unchanged"}
 def masking_figure(stats: dict) -> Figure:
     """What the masking did: the 80/10/10 split, predictions per sequence, rate by position, span lengths.
 
-    stats: the dict in a run's masking_stats.json (or built by minibert.train._save_masking_stats).
+    stats: MaskingStatistics.to_dict(config), as in a run's masking_stats.json.
     """
     fig = Figure(figsize=(12, 8), layout="constrained")
     axes = fig.subplots(2, 2)
@@ -133,10 +133,8 @@ def attention_figure(attentions, tokens, max_heads: int = 12) -> Figure:
 
 def attention_example(model, tokenizer, text_a: str, text_b: str):
     """(attentions, tokens) of the model on one sentence pair."""
-    enc = tokenizer.encode(text_a, text_b)
-    batch = {k: np.array([enc[k]]) for k in ("input_ids", "token_type_ids", "attention_mask")}
-    out = model.forward(batch, output_attentions=True)
-    return out.attentions, enc["tokens"]
+    out = model.forward(tokenizer.batch_encode([text_a], [text_b]), output_attentions=True)
+    return out.attentions, tokenizer.encode(text_a, text_b)["tokens"]
 
 
 def plot_run(run_dir, model=None, tokenizer=None, example=("Oslo is a city in Norway.", "It is famous for its harbor.")) -> dict:

@@ -21,7 +21,7 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list:
     if len(enc["tokens"]) > model.config.max_position_embeddings:
         raise ValueError(f"text is {len(enc['tokens'])} tokens long; the model takes at most "
                          f"{model.config.max_position_embeddings}")
-    batch = {k: np.array([enc[k]]) for k in ("input_ids", "token_type_ids", "attention_mask")}
+    batch = tokenizer.batch_encode([text])
     batch["masked_lm_positions"] = np.array([positions])
     probs = _softmax(to_host(model.forward(batch).mlm_logits)[0].astype(np.float64))  # (P, V)
     results = []
@@ -33,7 +33,6 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list:
 
 def next_sentence_probability(model, tokenizer, text_a: str, text_b: str) -> float:
     """P(IsNext): the model's probability that text_b follows text_a (NSP label 0)."""
-    enc = tokenizer.encode(text_a, text_b, max_length=model.config.max_position_embeddings)
-    batch = {k: np.array([enc[k]]) for k in ("input_ids", "token_type_ids", "attention_mask")}
+    batch = tokenizer.batch_encode([text_a], [text_b], max_length=model.config.max_position_embeddings)
     probs = _softmax(to_host(model.forward(batch).nsp_logits)[0].astype(np.float64))
     return float(probs[0])

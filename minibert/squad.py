@@ -125,6 +125,7 @@ class QAFeature:
     offsets: list  # per token: (start, end) in the context, or None outside the context
     start_position: int  # 0 ([CLS]) when the answer is not in this window or there is none
     end_position: int
+    continues: list = None  # per token: True for a "##" piece, which continues the word before it
 
 
 def make_features(examples, tokenizer, max_seq_length: int = 128, doc_stride: int = 64,
@@ -164,7 +165,8 @@ def make_features(examples, tokenizer, max_seq_length: int = 128, doc_stride: in
             s_pos = e_pos = 0
             if answer is not None and span.start <= answer[0] and answer[1] < span.stop:
                 s_pos, e_pos = head + answer[0] - span.start, head + answer[1] - span.start
-            features.append(QAFeature(index, tokenizer.convert_tokens_to_ids(ids), types, mask, offs, s_pos, e_pos))
+            features.append(QAFeature(index, tokenizer.convert_tokens_to_ids(ids), types, mask, offs, s_pos, e_pos,
+                                      [t.startswith("##") for t in ids]))
             if span.stop >= len(tokens):
                 break
             start += doc_stride
@@ -222,9 +224,21 @@ def predict_answers(examples, features, start_logits, end_logits, max_answer_len
             for i, j, score in best_spans(s[:n], e[:n], context, max_answer_length, n_best):
                 if score > best_score:
                     best_score = score
+                    i, j = _whole_words(f, i, j)
                     best_text = ex["context"][f.offsets[i][0]:f.offsets[j][1]]
         answers[ex["id"]] = "" if allow_impossible and null_score > best_score else best_text
     return answers
+
+
+def _whole_words(f: QAFeature, i: int, j: int):
+    """Widen a token span to whole words: an answer never starts or ends inside a word."""
+    if f.continues is None:
+        return i, j
+    while i > 0 and f.continues[i] and f.offsets[i - 1] is not None:
+        i -= 1
+    while j + 1 < len(f.offsets) and f.continues[j + 1] and f.offsets[j + 1] is not None:
+        j += 1
+    return i, j
 
 
 def independent_argmax_span(start_logits, end_logits):

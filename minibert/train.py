@@ -449,23 +449,14 @@ class _Window:
 
 
 def _progress_bar(enabled, initial, total):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in notebooks
 
     return tqdm(total=total, initial=initial, desc="pretrain", unit="step", disable=not enabled,
                 mininterval=1.0, dynamic_ncols=True)
 
 
 def _save_masking_stats(path, stats, cfg):
-    rate = [None if np.isnan(r) else float(r) for r in stats.selection_rate_by_position]
-    data = {"strategy": cfg.masking, "mask_prob": cfg.mask_prob, "expected_shares": {
-        "mask": cfg.mask_token_prob, "random": cfg.random_token_prob, "keep": 1 - cfg.mask_token_prob - cfg.random_token_prob},
-        "kind_shares": stats.kind_shares, "selected_fraction": stats.selected_fraction,
-        "selected_per_sequence": stats.selected_per_sequence.tolist(),
-        "candidates_per_sequence": stats.candidates_per_sequence.tolist(),
-        "selection_rate_by_position": rate, "span_lengths": stats.span_lengths.tolist(),
-        "random_next_share": stats.random_next_share, "sequence_lengths": stats.sequence_lengths.tolist(),
-        "summary": stats.summary()}
-    write_text_atomic(path, json.dumps(data) + "\n")
+    write_text_atomic(path, json.dumps(stats.to_dict(cfg.masking_config())) + "\n")
 
 
 def summary(result: PretrainResult, config: BertConfig) -> str:

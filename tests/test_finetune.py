@@ -209,3 +209,14 @@ def test_finetune_end_to_end(tmp_path, task, capsys):
         assert text == "" or text in "Anna lives in Oslo. She is a baker."
         assert main(["answer", str(tmp_path / "run"), "Where?", "Anna lives in Oslo."]) == 0
         capsys.readouterr()
+
+
+def test_answers_are_whole_words():
+    tok = mb.WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "who", "?", "par", "##rot", "a", "."])
+    ex = {"id": "p", "question": "who ?", "context": "a parrot .", "answers": []}
+    features, _ = make_features([ex], tok, max_seq_length=16)
+    f = features[0]
+    rot = [tok.inv_vocab[t] for t in f.input_ids].index("##rot")
+    s = np.zeros(len(f.input_ids))
+    s[rot] = 5.0  # the model points at the second half of a word only
+    assert predict_answers([ex], features, [s], [s.copy()])["p"] == "parrot"

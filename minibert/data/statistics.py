@@ -34,6 +34,24 @@ class MaskingStatistics:
     def random_next_share(self) -> float:
         return self.num_random_next / max(self.num_sequences, 1)
 
+    def to_dict(self, config=None) -> dict:
+        """Plain numbers and lists (JSON-ready), with the targets of `config` (a MaskingConfig)
+        for the plots to draw against."""
+        from .masking import MaskingConfig
+
+        config = config or MaskingConfig()
+        keep = 1.0 - config.mask_token_prob - config.random_token_prob
+        return {
+            "strategy": config.strategy, "mask_prob": config.mask_prob,
+            "expected_shares": {"mask": config.mask_token_prob, "random": config.random_token_prob, "keep": keep},
+            "kind_shares": self.kind_shares, "selected_fraction": self.selected_fraction,
+            "selected_per_sequence": self.selected_per_sequence.tolist(),
+            "candidates_per_sequence": self.candidates_per_sequence.tolist(),
+            "selection_rate_by_position": [None if np.isnan(r) else float(r) for r in self.selection_rate_by_position],
+            "span_lengths": self.span_lengths.tolist(), "random_next_share": self.random_next_share,
+            "sequence_lengths": self.sequence_lengths.tolist(), "summary": self.summary(),
+        }
+
     def summary(self) -> str:
         s = self.kind_shares
         return (f"{self.num_sequences} sequences, {self.num_candidates} candidate tokens, "

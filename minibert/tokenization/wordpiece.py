@@ -130,6 +130,21 @@ class WordPieceTokenizer:
         return {"input_ids": self.convert_tokens_to_ids(tokens), "token_type_ids": types,
                 "attention_mask": [1] * len(tokens), "tokens": tokens}
 
+    def batch_encode(self, texts_a, texts_b=None, max_length: int | None = None) -> dict:
+        """encode() for several texts (or pairs), padded with [PAD] to the longest: NumPy arrays
+        input_ids, token_type_ids, attention_mask of shape (B, T), ready for model.forward."""
+        import numpy as np
+
+        texts_b = texts_b if texts_b is not None else [None] * len(texts_a)
+        encs = [self.encode(a, b, max_length) for a, b in zip(texts_a, texts_b)]
+        T = max(len(e["input_ids"]) for e in encs)
+        batch = {k: np.zeros((len(encs), T), np.int64) for k in ("input_ids", "token_type_ids", "attention_mask")}
+        batch["input_ids"][:] = self.pad_id
+        for i, e in enumerate(encs):
+            for k in batch:
+                batch[k][i, :len(e[k])] = e[k]
+        return batch
+
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         """Ids -> text, joining "##" pieces to the piece before them."""
         words = []

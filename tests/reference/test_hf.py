@@ -30,13 +30,7 @@ SENTENCES = [
 
 
 def batch_from(tokenizer, pairs):
-    encs = [tokenizer.encode(a, b) for a, b in pairs]
-    T = max(len(e["input_ids"]) for e in encs)
-    batch = {k: np.zeros((len(encs), T), np.int64) for k in ("input_ids", "token_type_ids", "attention_mask")}
-    for i, e in enumerate(encs):
-        for k in batch:
-            batch[k][i, :len(e[k])] = e[k]
-    return batch
+    return tokenizer.batch_encode([a for a, _ in pairs], [b for _, b in pairs])
 
 
 def torch_inputs(batch, keys=("input_ids", "token_type_ids", "attention_mask")):

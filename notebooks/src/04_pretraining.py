@@ -1,0 +1,129 @@
+# %% [markdown]
+# # 4. Pre-training a tiny BERT, and watching it learn
+#
+# **Learning goal:** pre-train a 2-layer BERT with both of BERT's objectives — masked
+# language modelling (MLM) and next-sentence prediction (NSP) — on minibert's generated
+# corpus; read the masking statistics and the loss and accuracy curves against their
+# chance levels; look at what the attention heads do; and ask the model to fill in masks
+# and judge sentence pairs.
+#
+# Runs in about 3 minutes on a 2-core CPU, with no download. The command line does the
+# same with `minibert pretrain`.
+
+# %%
+import time
+_start = time.perf_counter()
+%matplotlib inline
+import math
+import shutil
+from pathlib import Path
+import numpy as np
+import minibert as mb
+from minibert.train import PretrainConfig, pretrain
+from minibert.plots import attention_example, attention_figure, masking_figure, read_metrics, training_figure
+from minibert.predict import fill_mask, next_sentence_probability
+print(f"minibert {mb.__version__}, source fingerprint {mb.source_fingerprint()}")
+
+# %% [markdown]
+# ## The data
+#
+# Each generated document tells a few facts about one person, city, country, company,
+# sports club, animal, dish or festival. Facts hold across documents (Oslo is always in
+# Norway), so masked words can be inferred from context, and each document keeps to its
+# subject, so a sentence from another document usually does not fit.
+
+# %%
+docs = mb.generate_corpus(3000, seed=0)
+for doc in docs[:3]:
+    print(" ".join(doc), "\n")
+
+# %% [markdown]
+# ## Train
+#
+# 1,500 steps of 32 sequences of up to 64 tokens; AdamW with a learning rate warmed up over
+# the first 10% of steps and then decayed linearly to 0; masks re-drawn for every batch.
+
+# %%
+RUN = Path("runs/notebook-pretrain")
+if RUN.exists():
+    shutil.rmtree(RUN)  # start fresh, so the outputs below come from this run
+config = PretrainConfig(out=str(RUN), steps=1500, eval_interval=250, seed=0)  # the defaults of `minibert pretrain`
+result = pretrain(config, progress=False)
+
+# %% [markdown]
+# ## What the masking did
+#
+# Measured on a sample of the training batches: the `[MASK]`/random/unchanged split should
+# sit on 80/10/10, and the selection rate should be flat across positions.
+
+# %%
+import json
+masking_figure(json.loads((RUN / "masking_stats.json").read_text()))
+
+# %% [markdown]
+# ## The curves
+#
+# Chance levels are drawn in: an untrained MLM is about as unsure as a uniform guess over
+# the vocabulary (loss `ln V`), an untrained NSP head answers 50/50 (loss `ln 2`). MLM loss
+# falls first; NSP stays at chance for a few hundred steps and then drops, once the model
+# has learned enough about words to tell whether two sentences share a subject.
+
+# %%
+metrics = read_metrics(RUN / "metrics.jsonl")
+training_figure(metrics, result.model.config.vocab_size)
+
+# %%
+e, b = result.eval_metrics, result.baselines
+print(f"held-out MLM accuracy {e['mlm_accuracy']:.3f} (always guessing the most frequent token: "
+      f"{b['mlm_most_frequent_token_accuracy']:.3f})")
+print(f"held-out NSP accuracy {e['nsp_accuracy']:.3f} (majority guess: {b['nsp_majority_accuracy']:.3f})")
+
+# %% [markdown]
+# ## Attention
+#
+# Each heat map is one head: row = the token that looks, columns = the tokens it looks at.
+# Some heads look at the next or previous token, some gather at `[SEP]` or `[CLS]`, some
+# connect the two sentences.
+
+# %%
+attentions, tokens = attention_example(result.model, result.tokenizer, "Oslo is a city in Norway.",
+                                       "It is famous for its harbor.")
+attention_figure(attentions, tokens)
+
+# %% [markdown]
+# ## Ask the model
+#
+# `fill_mask` returns the model's top guesses for each `[MASK]`; `next_sentence_probability`
+# the probability that sentence B follows sentence A.
+
+# %%
+for text in ["Tickets are sold at the old [MASK] in Paris.",
+             "The team wears red shirts at home [MASK].",
+             "Scientists count the wolfs every year to [MASK] them.",
+             "It takes about 30 minutes to [MASK].",
+             "Every day Anna goes to the bakery, where she bakes [MASK].",
+             "The people of Oslo love to eat [MASK]."]:
+    guesses = fill_mask(result.model, result.tokenizer, text, top_k=3)[0]
+    print(f"{text:60} -> " + ", ".join(f"{t} ({p:.0%})" for t, p in guesses))
+
+# %%
+a = "Paris is one of the largest cities of France."
+for b_text in ["Shops in Paris take the euro.", "The chef Anna Berg wrote a famous book about goulash.",
+               "It mostly eats fish."]:
+    print(f"P(IsNext) = {next_sentence_probability(result.model, result.tokenizer, a, b_text):.2f}   B: {b_text}")
+
+# %% [markdown]
+# Sentence templates are learned first ("sold at the old station", "home games"); facts that
+# hold across documents (what a baker bakes, what a city's people eat) need longer training —
+# try `steps=3000`.
+#
+# **What NSP learns here.** The model has learned *topic*: a B about a different kind of
+# thing than A is easy to reject. This is the criticism that led ALBERT to replace NSP by
+# sentence-order prediction, where both sentences always share a topic.
+#
+# **Exercise.** Train again with `masking="span"` (change `PretrainConfig` above, and give
+# it another `out` folder). Does MLM accuracy go up or down? Why might predicting whole
+# spans be harder?
+
+# %%
+print(f"This notebook ran in {time.perf_counter() - _start:.0f} s.")

@@ -1,0 +1,113 @@
+# %% [markdown]
+# # 6. Question answering, and what pre-training buys
+#
+# **Learning goal:** fine-tune BERT to find answer spans in a context, twice — once from
+# the pre-trained model of notebook 4 and once from random weights, with the same data,
+# steps and seed — and measure the difference (transfer learning). Then see why taking the
+# argmax of the start scores and of the end scores separately can go wrong.
+#
+# Runs in about 2 minutes on a 2-core CPU (plus about 3 if notebook 4's run is missing and
+# has to be trained here).
+
+# %%
+import time
+_start = time.perf_counter()
+%matplotlib inline
+import shutil
+from pathlib import Path
+import numpy as np
+import minibert as mb
+from minibert.finetune import answer, transfer_experiment
+from minibert.squad import best_spans, independent_argmax_span
+from minibert.train import PretrainConfig, pretrain
+print(f"minibert {mb.__version__}, source fingerprint {mb.source_fingerprint()}")
+
+# %% [markdown]
+# ## The data
+#
+# Questions about the generated world, with the answer marked as a span of the context
+# (SQuAD's format: the answer's text and its character offset).
+
+# %%
+examples = mb.generate_qa(3000, seed=0)
+ex = examples[0]
+start = ex["answers"][0]["answer_start"]
+print("Q:", ex["question"])
+print("context:", ex["context"])
+print("answer:", ex["answers"][0], "->", repr(ex["context"][start:start + len(ex["answers"][0]["text"])]))
+
+# %% [markdown]
+# ## Transfer learning, measured
+
+# %%
+RUN = Path("runs/notebook-pretrain")
+if not (RUN / "checkpoints" / "latest").is_file():  # notebook 4 not run: train the same model here
+    shutil.rmtree(RUN, ignore_errors=True)
+    pretrain(PretrainConfig(out=str(RUN), steps=1500, eval_interval=250, seed=0), progress=False)
+OUT = Path("runs/notebook-transfer")
+shutil.rmtree(OUT, ignore_errors=True)
+summary = transfer_experiment(RUN, OUT, task="qa", steps=300, seed=0)
+
+# %%
+from IPython.display import Image
+Image(filename=str(OUT / "transfer.png"))
+
+# %%
+for name, r in summary.items():
+    print(f"from {name:10}: exact match {r['eval']['exact_match']:.1f}%, F1 {r['eval']['f1']:.1f}%")
+
+# %% [markdown]
+# The same architecture, the same labelled data, the same number of steps: the only
+# difference is where the weights started. Pre-training on unlabelled text taught the
+# encoder what the world's words mean and how sentences hang together; fine-tuning only
+# has to learn where answers are.
+#
+# ## Decoding the answer span, done right
+#
+# The model scores every token as a possible start (`s_i`) and end (`e_j`) of the answer.
+# Taking the two argmaxes separately can give an end *before* the start, or a span outside
+# the context. The right answer maximizes `s_i + e_j` over valid spans:
+# `i <= j < i + max_answer_length`, both inside the context.
+
+# %%
+s = np.array([0.0, 0.0, 0.0, 1.0, 0.5, 3.0, 0.2, 0.0])  # [CLS] q [SEP] c0 c1 c2 c3 [SEP]
+e = np.array([0.0, 0.0, 0.0, 4.0, 3.5, 0.1, 0.3, 0.0])
+context = np.array([0, 0, 0, 1, 1, 1, 1, 0], bool)
+print("independent argmax (start, end):", independent_argmax_span(s, e), "<- ends before it starts")
+print("best valid span (start, end, score):", best_spans(s, e, context, n_best=1)[0])
+
+# %% [markdown]
+# How often does it happen with the trained models? Count the held-out windows where the
+# independent argmaxes give an invalid span.
+
+# %%
+from minibert.finetune import load_finetuned
+from minibert.squad import collate_features, make_features
+
+for name in ("pretrained", "scratch"):
+    model, tokenizer, _ = load_finetuned(OUT / name)
+    features, _ = make_features(examples[-300:], tokenizer, 128, 64)
+    out = model.forward(collate_features(features))
+    bad = 0
+    for k, f in enumerate(features):
+        i, j = independent_argmax_span(out.extras["start_logits"][k], out.extras["end_logits"][k])
+        bad += j < i or f.offsets[i] is None or f.offsets[j] is None
+    print(f"from {name:10}: {bad} of {len(features)} windows get an invalid span from independent argmax")
+
+# %% [markdown]
+# ## Ask it
+
+# %%
+model, tokenizer, _ = load_finetuned(OUT / "pretrained")
+context = ("Lena Fischer grew up in Bergen, a city in Norway. She works as a pilot at an airport in Bergen. "
+           "In her free time Lena enjoys sailing. Lena has a parrot that follows her everywhere.")
+for q in ["Where did Lena grow up?", "What does Lena work as?", "What does Lena enjoy in her free time?",
+          "Which pet does Lena have?"]:
+    print(f"{q:40} -> {answer(model, tokenizer, q, context)}")
+
+# %% [markdown]
+# **Exercise.** Write a context of your own in the style of the generated world and ask
+# about it. Which kinds of question does the model get wrong?
+
+# %%
+print(f"This notebook ran in {time.perf_counter() - _start:.0f} s.")
