@@ -55,6 +55,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     args = ap.parse_args()
+    mb.backend.tune_malloc()  # as minibert pretrain does
     print(f"machine: {platform.processor() or platform.machine()}, numpy {np.__version__}, backend {mb.get_backend()}")
     print(f"batch {args.batch_size}, length {args.seq_length}, {args.predictions} predictions/sequence, "
           f"vocab {args.vocab_size}; median of {args.steps} steps")

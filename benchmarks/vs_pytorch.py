@@ -91,7 +91,13 @@ def main():
     ap.add_argument("--vocab-size", type=int, default=30522)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--tune-malloc", action=argparse.BooleanOptionalAction, default=True,
+                    help="keep freed memory in the process, as minibert pretrain does (affects all three)")
     args = ap.parse_args()
+    if args.tune_malloc:
+        from minibert.backend import tune_malloc
+
+        tune_malloc()
 
     import torch
 
@@ -106,7 +112,7 @@ def main():
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, {args.threads} threads; numpy {np.__version__} [{blas}]; "
           f"torch {torch.__version__}")
     print(f"batch {args.batch_size}, length {args.seq_length}, {args.predictions} predictions/sequence, vocab "
-          f"{args.vocab_size}; median over {args.rounds} interleaved rounds\n")
+          f"{args.vocab_size}; median over {args.rounds} interleaved rounds; malloc tuned: {args.tune_malloc}\n")
     print(f"{'config':<6} {'minibert':>10} {'torch eager':>12} {'transformers':>13}   {'minibert/eager':>15} {'minibert/transformers':>22}")
     for name in args.configs:
         V = args.vocab_size

@@ -5,6 +5,7 @@ owns its inputs (`array_module(x)`) and calls the same functions on it. The hand
 operations whose spelling differs between the two libraries live here and nowhere else:
 
     erf            scipy.special.erf         vs cupyx.scipy.special.erf
+    keep_mask      16 random bits per item   vs uniform floats (dropout)
     scatter_add    numpy.add.at              vs cupyx.scatter_add
     to_host        the array itself          vs cupy.asnumpy
     default_rng    numpy.random.Generator    vs cupy.random.Generator
@@ -99,8 +100,8 @@ def erf(x):
 
     float64 (gradient checks): scipy's, exact to double precision. float32 on the CPU: the
     rational approximation of Abramowitz & Stegun 7.1.26, |error| < 1.5e-7 in exact
-    arithmetic (below 1e-6 after float32 rounding), computed in place: 5x faster than
-    scipy's float32 erf, which was the largest elementwise cost of a training step.
+    arithmetic (below 1e-6 after float32 rounding), computed in cache-sized blocks: 3x
+    faster than scipy's float32 erf, which was the largest elementwise cost of a step.
     """
     if array_module(x) is not np:
         from cupyx.scipy.special import erf as cupy_erf
@@ -110,26 +111,66 @@ def erf(x):
         from scipy.special import erf as scipy_erf
 
         return scipy_erf(x)
-    a = np.abs(x)
-    e = a * a
-    np.negative(e, out=e)
-    np.exp(e, out=e)  # exp(-x^2)
-    t = a
-    t *= 0.3275911
-    t += 1.0
-    np.reciprocal(t, out=t)  # t = 1 / (1 + p |x|)
-    y = t * 1.061405429  # Horner: (((a5 t + a4) t + a3) t + a2) t + a1) t
-    y -= 1.453152027
-    y *= t
-    y += 1.421413741
-    y *= t
-    y -= 0.284496736
-    y *= t
-    y += 0.254829592
-    y *= t
-    y *= e
-    np.subtract(1.0, y, out=y)  # erf(|x|) = 1 - poly(t) exp(-x^2)
-    return np.copysign(y, x, out=y)  # erf is odd
+    out = np.empty_like(x)
+    flat_x, flat_out = np.ascontiguousarray(x).reshape(-1), out.reshape(-1)
+    block = 65536  # 256 KiB per temporary: every pass below stays in the CPU's cache
+    t = np.empty(min(block, flat_x.size), np.float32)
+    e = np.empty_like(t)
+    for start in range(0, flat_x.size, block):
+        xs, y = flat_x[start:start + block], flat_out[start:start + block]
+        ts, es = t[:xs.size], e[:xs.size]
+        np.abs(xs, out=ts)
+        np.multiply(ts, ts, out=es)
+        np.negative(es, out=es)
+        np.exp(es, out=es)  # exp(-x^2)
+        ts *= 0.3275911
+        ts += 1.0
+        np.reciprocal(ts, out=ts)  # t = 1 / (1 + p |x|)
+        np.multiply(ts, 1.061405429, out=y)  # Horner: ((((a5 t + a4) t + a3) t + a2) t + a1) t
+        y -= 1.453152027
+        y *= ts
+        y += 1.421413741
+        y *= ts
+        y -= 0.284496736
+        y *= ts
+        y += 0.254829592
+        y *= ts
+        y *= es
+        np.subtract(1.0, y, out=y)  # erf(|x|) = 1 - poly(t) exp(-x^2)
+        np.copysign(y, xs, out=y)  # erf is odd
+    return out
+
+
+def keep_mask(rng, shape, p: float):
+    """A boolean array, True with probability 1 - p (which elements dropout keeps).
+
+    NumPy: 16 random bits per element compared with round(p * 65536), twice as fast as
+    drawing floats (p is then exact to 1/65536). CuPy: uniform floats.
+    """
+    if isinstance(rng, np.random.Generator):
+        return rng.integers(0, 1 << 16, size=shape, dtype=np.uint16) >= int(round(p * 65536))
+    return rng.random(shape, dtype=np.float32) >= p
+
+
+def tune_malloc() -> None:
+    """Let glibc keep freed memory for reuse instead of returning it to the OS (Linux only).
+
+    A training step allocates and frees the same large arrays every time; by default glibc
+    hands big blocks back to the OS and the next step faults them in again, page by page.
+    Measured on the mini config: half the page faults, about 3% of the step. Does nothing
+    where glibc is not the allocator.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "mallopt"):
+            libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: blocks below 32 MiB come from the heap
+            libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap
+    except OSError:
+        pass
 
 
 def scatter_add(target, indices, values) -> None:

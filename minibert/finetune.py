@@ -185,6 +185,7 @@ def finetune(cfg: FinetuneConfig = FinetuneConfig(), progress: bool = True, plot
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir}: the run folder exists and is not empty; choose another --out")
     backend.set_backend(cfg.backend)
+    backend.tune_malloc()
     train, held_out, names, skipped = load_task_data(cfg)
     texts = [e.get("context", "") + " " + e.get("question", e.get("text", "")) for e in train]
     model, tokenizer, source = build_model(cfg, len(names) if names else None, texts)

@@ -250,11 +250,12 @@ class BertModel:
         word_cache, type_cache, ln_cache, drop_cache = cache["emb"]
         dx = dropout_backward(dx, drop_cache)
         dx, grads["embeddings.ln.gamma"], grads["embeddings.ln.beta"] = layernorm_backward(dx, ln_cache)
-        dword = embedding_backward(dx, word_cache)
-        # [PAD]'s row never learns (Hugging Face's padding_idx): padding must not carry meaning
-        dword[self.config.pad_token_id] = 0.0
-        # the word table may already hold a gradient from the tied MLM decoder: add, don't overwrite
-        grads["embeddings.word"] = grads["embeddings.word"] + dword if "embeddings.word" in grads else dword
+        # [PAD]'s row never learns (Hugging Face's padding_idx): padding must not carry meaning,
+        # so padded positions send nothing to the table
+        ids, shape = word_cache
+        real = ids != self.config.pad_token_id
+        # the table may already hold the tied MLM decoder's share: add into it, don't overwrite
+        grads["embeddings.word"] = embedding_backward(dx[real], (ids[real], shape), grads.get("embeddings.word"))
         grads["embeddings.token_type"] = embedding_backward(dx, type_cache)
         dpos = backend.array_module(dx).zeros_like(p["embeddings.position"])
         dpos[: cache["T"]] = dx.sum(axis=0)  # each position row was used once per sequence
@@ -377,7 +378,8 @@ class BertForPreTraining(BertModel):
             h, dense_cache = linear_forward(h, p["mlm.transform.W"], p["mlm.transform.b"])
             h, act_cache = act_forward(h)
             h, ln_cache = layernorm_forward(h, p["mlm.ln.gamma"], p["mlm.ln.beta"], c.layer_norm_eps)
-            logits = h @ p["embeddings.word"].T  # (B, P, V): the decoder is the word-embedding table
+            # the decoder is the word-embedding table; one 2-D product (a 3-D one was 4x slower)
+            logits = (h.reshape(B * P, -1) @ p["embeddings.word"].T).reshape(B, P, -1)  # (B, P, V)
             logits += p["mlm.bias"]
             out.mlm_logits = logits
             cache["mlm"] = (rows, positions, dense_cache, act_cache, ln_cache, h)

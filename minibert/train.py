@@ -326,6 +326,7 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), resume: str | None = None, 
             raise FileExistsError(f"{run_dir}: the run folder exists and is not empty; choose another --out, "
                                   f"or continue it with --resume {run_dir}")
     backend.set_backend(cfg.backend)
+    backend.tune_malloc()
 
     train_docs, eval_docs = load_corpus(cfg)
     tokenizer = build_tokenizer(cfg, train_docs) if resume is None else \

@@ -311,3 +311,17 @@ def test_layers_match_across_array_modules(xp):
     np.testing.assert_allclose(to_np(out), ref_out, rtol=1e-10, atol=1e-12)
     for g, r in zip(grads, ref):
         np.testing.assert_allclose(to_np(g), r, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_erf_is_accurate_and_blocked_correctly():
+    from scipy.special import erf as exact
+
+    from minibert.backend import erf
+
+    x = np.random.default_rng(0).standard_normal(200_003).astype(np.float32) * 3  # not a multiple of the block
+    x[:5] = [0.0, -0.0, 1e-8, 50.0, -50.0]
+    got = erf(x)
+    assert got.dtype == np.float32 and got.shape == x.shape
+    assert np.abs(got - exact(x.astype(np.float64))).max() < 1e-6
+    assert erf(x.reshape(-1, 1)[:100]).shape == (100, 1)  # any shape, non-contiguous-safe
+    np.testing.assert_array_equal(erf(x[::2]), erf(np.ascontiguousarray(x[::2])))

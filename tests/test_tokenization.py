@@ -135,3 +135,13 @@ def test_identical_to_hugging_face_tokenizers():
         assert mine["input_ids"] == theirs["input_ids"], (a, b)
         assert mine["token_type_ids"] == theirs["token_type_ids"]
         assert mine["attention_mask"] == theirs["attention_mask"]
+
+
+def test_batch_encode_pads_to_the_longest():
+    tok = WordPieceTokenizer(SMALL_VOCAB)
+    batch = tok.batch_encode(["the cat", "the cat sat , the cat"], ["sat", None])
+    assert batch["input_ids"].shape == (2, 8)
+    assert batch["attention_mask"].sum(axis=1).tolist() == [6, 8]
+    assert batch["input_ids"][0, 6:].tolist() == [tok.pad_id] * 2
+    assert batch["token_type_ids"][0].tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
+    assert batch["input_ids"][1].tolist() == tok.encode("the cat sat , the cat")["input_ids"]

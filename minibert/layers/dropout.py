@@ -1,10 +1,12 @@
 """Inverted dropout: zero each element with probability p and scale the rest by 1 / (1 - p)."""
 
+from ..backend import array_module, keep_mask
+
 
 def dropout_mask(rng, shape, p, dtype):
     """A mask already scaled: 0 with probability p, else 1 / (1 - p). Shape (N...)."""
-    keep = rng.random(shape, dtype=dtype) >= p
-    return keep.astype(dtype) * (1.0 / (1.0 - p))
+    keep = keep_mask(rng, shape, p)  # (N...) bool
+    return array_module(keep).multiply(keep, 1.0 / (1.0 - p), dtype=dtype)
 
 
 def dropout_forward(x, p, training, rng=None, mask=None):

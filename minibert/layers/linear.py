@@ -8,7 +8,9 @@ def linear_forward(x, W, b):
     W is stored input-major so the forward reads like the math; Hugging Face stores
     the transpose (O, I), and the checkpoint mapping in hf.py transposes it.
     """
-    out = x @ W
+    I, O = W.shape
+    # one (N, I) @ (I, O) product: a 3-D x @ W runs as many small matmuls, measured 15% slower
+    out = (x.reshape(-1, I) @ W).reshape(*x.shape[:-1], O)
     out += b
     return out, (x, W)  # x for dW, W for dx
 

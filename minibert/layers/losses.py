@@ -18,14 +18,15 @@ def cross_entropy_forward(logits, labels, weights=None):
         weights = xp.ones(N, dtype=logits.dtype)
     weights = weights.astype(logits.dtype, copy=False)
     labels = xp.where(weights != 0, labels, 0)  # ignored rows may carry any label (e.g. -100)
-    shifted = logits - logits.max(axis=1, keepdims=True)  # (N, C), every row's max is 0
-    exp = xp.exp(shifted)
-    sumexp = exp.sum(axis=1, keepdims=True)  # (N, 1), >= 1 so its log is finite
-    log_probs_label = shifted[xp.arange(N), labels] - xp.log(sumexp[:, 0])  # (N,)
+    probs = logits - logits.max(axis=1, keepdims=True)  # (N, C), every row's max is 0
+    label_shifted = probs[xp.arange(N), labels]  # (N,), taken before probs is overwritten
+    xp.exp(probs, out=probs)  # in place: with C = vocabulary size these arrays are large
+    sumexp = probs.sum(axis=1, keepdims=True)  # (N, 1), >= 1 so its log is finite
+    log_probs_label = label_shifted - xp.log(sumexp[:, 0])  # (N,)
     denom = xp.maximum(weights.sum(), xp.finfo(logits.dtype).tiny)  # no 0 / 0
     loss = -(weights * log_probs_label).sum() / denom
-    exp /= sumexp  # exp is now softmax(logits): the backward is written in it
-    return loss, (exp, labels, weights, denom)
+    probs /= sumexp  # softmax(logits): the backward is written in it
+    return loss, (probs, labels, weights, denom)
 
 
 def cross_entropy_backward(dloss, cache):
@@ -36,7 +37,7 @@ def cross_entropy_backward(dloss, cache):
     probs, labels, weights, denom = cache
     xp = array_module(probs)
     N = probs.shape[0]
-    dlogits = probs.copy()
+    dlogits = probs.copy()  # a copy, so the cache stays valid (a second call gives the same answer)
     dlogits[xp.arange(N), labels] -= 1.0
     dlogits *= (weights * (dloss / denom))[:, None]
     return dlogits
