@@ -97,7 +97,7 @@ def _transfer(args) -> int:
     from .finetune import transfer_experiment
 
     transfer_experiment(args.run_dir, args.out, task=args.task, progress=not args.quiet, steps=args.steps,
-                        seed=args.seed)
+                        seed=args.seed, lr=args.lr, num_examples=args.num_examples, eval_fraction=args.eval_fraction)
     return 0
 
 
@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/transfer")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--num-examples", type=int, default=3000, help="generated labelled examples")
+    p.add_argument("--eval-fraction", type=float, default=0.1, help="of them held out")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_transfer)
 

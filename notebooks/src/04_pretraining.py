@@ -40,14 +40,14 @@ for doc in docs[:3]:
 # %% [markdown]
 # ## Train
 #
-# 1,500 steps of 32 sequences of up to 64 tokens; AdamW with a learning rate warmed up over
+# 2,000 steps of 32 sequences of up to 64 tokens; AdamW with a learning rate warmed up over
 # the first 10% of steps and then decayed linearly to 0; masks re-drawn for every batch.
 
 # %%
 RUN = Path("runs/notebook-pretrain")
 if RUN.exists():
     shutil.rmtree(RUN)  # start fresh, so the outputs below come from this run
-config = PretrainConfig(out=str(RUN), steps=1500, eval_interval=250, seed=0)  # the defaults of `minibert pretrain`
+config = PretrainConfig(out=str(RUN), seed=0)  # the defaults of `minibert pretrain`
 result = pretrain(config, progress=False)
 
 # %% [markdown]

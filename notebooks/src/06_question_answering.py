@@ -43,7 +43,7 @@ print("answer:", ex["answers"][0], "->", repr(ex["context"][start:start + len(ex
 RUN = Path("runs/notebook-pretrain")
 if not (RUN / "checkpoints" / "latest").is_file():  # notebook 4 not run: train the same model here
     shutil.rmtree(RUN, ignore_errors=True)
-    pretrain(PretrainConfig(out=str(RUN), steps=1500, eval_interval=250, seed=0), progress=False)
+    pretrain(PretrainConfig(out=str(RUN), seed=0), progress=False)
 OUT = Path("runs/notebook-transfer")
 shutil.rmtree(OUT, ignore_errors=True)
 summary = transfer_experiment(RUN, OUT, task="qa", steps=300, seed=0)
