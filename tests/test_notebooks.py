@@ -32,7 +32,8 @@ def test_committed_outputs_come_from_the_current_code(path):
         f"{path.name} was executed with other code; rebuild: python notebooks/build.py {path.name[:2]}")
     code_cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(c.get("outputs") is not None and c.get("execution_count") for c in code_cells), "cells not run"
-    assert any("image/png" in o.get("data", {}) for c in code_cells for o in c["outputs"]) or path.name.startswith("07")
+    if not path.name.startswith(("01", "07")):  # tokenization and GPU draw nothing
+        assert any("image/png" in o.get("data", {}) for c in code_cells for o in c["outputs"]), "no plot in the outputs"
 
 
 @pytest.fixture(scope="module")

@@ -103,6 +103,13 @@ def test_fill_mask_and_nsp_commands(short_run, capsys):
     assert main(["nsp", cfg.out, "Oslo is a city in Norway.", "It is famous for its harbor."]) == 0
     assert "P(IsNext) = " in capsys.readouterr().out
     assert main(["plot", cfg.out]) == 0
+    assert main(["export", cfg.out, str(Path(cfg.out).parent / "hf")]) == 0
+    exported = Path(cfg.out).parent / "hf"
+    assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"} <= {p.name for p in exported.iterdir()}
+    again = mb.BertForPreTraining.from_pretrained(exported)
+    model, _, _, _ = load_run(cfg.out)
+    for name, value in model.params.items():
+        np.testing.assert_array_equal(again.params[name], value, err_msg=name)
 
 
 def test_resume_is_bit_identical(tmp_path):

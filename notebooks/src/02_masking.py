@@ -6,7 +6,7 @@
 # masking strategies with their statistics; see why 80/10/10 and how BERT's masking differs
 # from T5's sentinel span corruption; run one of minibert's property-based tests yourself.
 #
-# Runs in about 20 seconds on a 2-core CPU, with no download.
+# Runs in about 10 seconds on a 2-core CPU, with no download.
 
 # %%
 import time
