@@ -45,13 +45,18 @@ def time_steps(model, batch, steps, warmup):
     return float(np.median(times))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def shape_options(ap: argparse.ArgumentParser) -> None:
+    """The options both benchmarks share: which configs, and the batch's shape."""
     ap.add_argument("--configs", nargs="+", default=["tiny", "mini"])
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seq-length", type=int, default=128)
     ap.add_argument("--predictions", type=int, default=20)
     ap.add_argument("--vocab-size", type=int, default=30522)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    shape_options(ap)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     args = ap.parse_args()

@@ -21,7 +21,7 @@ import platform
 import time
 
 import numpy as np
-from train_step import make_batch  # the same batch as the other benchmark (this folder is on sys.path)
+from train_step import make_batch, shape_options  # shared with the other benchmark (this folder is on sys.path)
 
 
 def minibert_stepper(name, batch, V):
@@ -84,11 +84,7 @@ def torch_steppers(name, batch, V):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", nargs="+", default=["tiny", "mini"])
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--seq-length", type=int, default=128)
-    ap.add_argument("--predictions", type=int, default=20)
-    ap.add_argument("--vocab-size", type=int, default=30522)
+    shape_options(ap)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--tune-malloc", action=argparse.BooleanOptionalAction, default=True,
