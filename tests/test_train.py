@@ -187,3 +187,34 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert int(kept.name.split("-")[1]) < step
     arrays, _ = load_arrays(kept / "params.safetensors")  # loads: checksum intact
     assert all(np.isfinite(a).all() for a in arrays.values())
+
+
+def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "minibert", "pretrain", "--quiet", "--out", str(out), "--num-documents", "200",
+           "--seq-length", "32", "--batch-size", "8", "--steps", "100000", "--log-interval", "5",
+           "--eval-interval", "100000", "--checkpoint-interval", "100000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        metrics = out / "metrics.jsonl"
+        if metrics.is_file() and metrics.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: saved step" in stderr and "--resume" in stdout
+    step = int(stderr.split("saved step ")[1].split()[0])
+    ckpt = latest_checkpoint(out)
+    assert ckpt.name == f"step-{step:06d}" and step >= 10
+    arrays, _ = load_arrays(ckpt / "params.safetensors")  # complete and checksummed
+    assert arrays and not list(ckpt.parent.glob(".*tmp*"))  # no half-written checkpoint left behind
+    assert os.path.getsize(out / "metrics.jsonl") > 0
