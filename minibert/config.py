@@ -72,13 +72,10 @@ class BertConfig:
 
     @classmethod
     def from_json_file(cls, path) -> "BertConfig":
+        from .io import read_json
+
         path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: config file not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not a valid JSON config ({e})") from None
+        d = read_json(path, "config")
         if not isinstance(d, dict):
             raise ValueError(f"{path}: a config must be a JSON object")
         try:

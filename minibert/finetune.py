@@ -51,7 +51,7 @@ class FinetuneConfig:
     doc_stride: int = 64
     max_query_length: int = 32
     max_answer_length: int = 30
-    version_2: bool = False  # SQuAD 2.0: questions may have no answer ([CLS])
+    version_2: bool = False  # SQuAD 2.0: questions may have no answer ([CLS]); on when the data has such questions
     eval_interval: int = 50
     log_interval: int = 10
     checkpoint_interval: int = 300
@@ -161,8 +161,9 @@ def evaluate_qa(model, examples, features, cfg, batch_size=64):
         s, e = backend.to_host(out.extras["start_logits"]), backend.to_host(out.extras["end_logits"])
         starts += [s[k, :n] for k in range(len(s))]
         ends += [e[k, :n] for k in range(len(e))]
+    impossible = cfg.version_2 or any(e.get("is_impossible") for e in examples)
     predictions = predict_answers(examples, features, starts, ends, cfg.max_answer_length,
-                                  allow_impossible=cfg.version_2)
+                                  allow_impossible=impossible)
     return squad_metrics(examples, predictions), predictions
 
 

@@ -19,6 +19,17 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, tampered with or does not fit the model."""
 
 
+def read_json(path, what: str = "file"):
+    """Parse a UTF-8 JSON file; a missing or malformed one is an error naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a valid UTF-8 JSON {what} ({e})") from None
+
+
 def atomic_write(path, write) -> None:
     """Call write(tmp_path), then rename tmp_path to path in one step.
 

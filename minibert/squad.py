@@ -11,7 +11,6 @@ span in the question.
 from __future__ import annotations
 
 import collections
-import json
 import re
 import string
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import read_json
 from .tokenization.basic import is_control, is_whitespace, strip_accents
 from .tokenization.wordpiece import wordpiece
 
@@ -32,12 +32,7 @@ def read_squad(path) -> tuple[list, list]:
     not match its context is skipped and reported in `skipped` (never kept as a wrong label).
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: SQuAD file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid UTF-8 JSON ({e})") from None
+    data = read_json(path, "SQuAD file")
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise ValueError(f"{path}: a SQuAD file is an object with a 'data' list")
     examples, skipped = [], []

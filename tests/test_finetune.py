@@ -162,7 +162,7 @@ def test_squad_reader_errors_and_skips(tmp_path):
     with pytest.raises(ValueError, match=r"squad.json: data\[0\].paragraphs\[0\].qas\[0\]: missing 'question'"):
         read_squad(f)
     f.write_text("{not json")
-    with pytest.raises(ValueError, match="squad.json: not valid UTF-8 JSON"):
+    with pytest.raises(ValueError, match="squad.json: not a valid UTF-8 JSON SQuAD file"):
         read_squad(f)
 
 
@@ -220,3 +220,15 @@ def test_answers_are_whole_words():
     s = np.zeros(len(f.input_ids))
     s[rot] = 5.0  # the model points at the second half of a word only
     assert predict_answers([ex], features, [s], [s.copy()])["p"] == "parrot"
+
+
+def test_squad_v2_unanswerable_maps_to_cls():
+    tok = mb.WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "who", "?", "a", "b"])
+    ex = {"id": "n", "question": "who ?", "context": "a b", "answers": [], "is_impossible": True}
+    features, _ = make_features([ex], tok, max_seq_length=16)
+    assert (features[0].start_position, features[0].end_position) == (0, 0)  # trained to point at [CLS]
+    s = np.zeros(len(features[0].input_ids))
+    s[0] = 3.0  # [CLS] beats every span
+    assert predict_answers([ex], features, [s], [s.copy()], allow_impossible=True)["n"] == ""
+    assert predict_answers([ex], features, [s], [s.copy()], allow_impossible=False)["n"] in ("a", "b", "a b")
+    assert squad_metrics([ex], {"n": ""}) == {"exact_match": 100.0, "f1": 100.0}

@@ -96,10 +96,18 @@ for name in ("pretrained", "scratch"):
 
 # %% [markdown]
 # ## Ask it
+#
+# Held-out questions first (the model never saw these contexts), then a context written by
+# hand in the style of the generated world.
 
 # %%
 model, tokenizer, _ = load_finetuned(OUT / "pretrained")
-context = ("Lena Fischer grew up in Bergen, a city in Norway. She works as a pilot at an airport in Bergen. "
+for ex in examples[-6:]:
+    got = answer(model, tokenizer, ex["question"], ex["context"])
+    print(f"{ex['question']:48} -> {got!r:18} (gold {ex['answers'][0]['text']!r})")
+
+# %%
+context = ("Lena Fischer grew up in Bergen, a city in Norway. Lena works as a pilot at a airport in Bergen. "
            "In her free time Lena enjoys sailing. Lena has a parrot that follows her everywhere.")
 for q in ["Where did Lena grow up?", "What does Lena work as?", "What does Lena enjoy in her free time?",
           "Which pet does Lena have?"]:
