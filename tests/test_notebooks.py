@@ -4,7 +4,6 @@ fingerprint, which must match). Rebuild them with `python notebooks/build.py`.""
 
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 

@@ -1,7 +1,6 @@
 """Tokenizer: hand-checked cases, the trainers, and identity with Hugging Face's tokenizers
 on a real BERT vocab (reference extra)."""
 
-import numpy as np
 import pytest
 
 from minibert import WordPieceTokenizer, train_bpe, train_wordpiece

@@ -322,7 +322,7 @@ def dish_facts(world: World, rng) -> list[Fact]:
         Fact(f"The dish is very popular in {country}.", f"Where is {dish} very popular?", country),
         Fact(f"The chef {chef} wrote a famous book about {dish}.", f"Who wrote a famous book about {dish}?", chef),
         Fact(f"Many families eat {dish} on {_pick(rng, MONTHS)} holidays.", None),
-        Fact(f"Some cooks add a little salt and fresh herbs.", None),
+        Fact("Some cooks add a little salt and fresh herbs.", None),
         Fact(f"It tastes best when it is served as a {course}.", None),
     ]
     return [intro] + facts
@@ -344,8 +344,8 @@ def festival_facts(world: World, rng) -> list[Fact]:
         Fact(f"The festival was started by {organizer}.", f"Who started the {kind} festival in {city}?", organizer),
         Fact(f"Tickets are sold at the old station in {city}.", None),
         Fact(f"The best {kind} wins a prize on the last evening.", None),
-        Fact(f"Many visitors travel from {CITY_COUNTRY[city]} and from abroad.", f"Where do many visitors of the festival come from?", CITY_COUNTRY[city]),
-        Fact(f"Local volunteers help to build the stages.", None),
+        Fact(f"Many visitors travel from {CITY_COUNTRY[city]} and from abroad.", "Where do many visitors of the festival come from?", CITY_COUNTRY[city]),
+        Fact("Local volunteers help to build the stages.", None),
     ]
     return [intro] + facts
 
