@@ -126,7 +126,7 @@ def build_model(cfg: FinetuneConfig, num_labels: int | None, texts):
     init = Path(cfg.init)
     if cfg.init != "scratch" and (init / "train_config.json").is_file():
         model, tokenizer = from_pretraining_run(cls, init, seed=cfg.seed, **kwargs)
-        return model.to(np.float32), tokenizer, f"minibert run {init}"
+        return model, tokenizer, f"minibert run {init}"
     if cfg.init != "scratch":
         if not init.is_dir():
             raise FileNotFoundError(f"{init}: --init must be a minibert run folder, a Hugging Face BERT folder, or 'scratch'")
@@ -157,10 +157,8 @@ def evaluate_qa(model, examples, features, cfg, batch_size=64):
     starts, ends = [], []
     for i in range(0, len(features), batch_size):
         out = model.forward(collate_features(features[i:i + batch_size]))
-        n = out.extras["start_logits"].shape[1]
-        s, e = backend.to_host(out.extras["start_logits"]), backend.to_host(out.extras["end_logits"])
-        starts += [s[k, :n] for k in range(len(s))]
-        ends += [e[k, :n] for k in range(len(e))]
+        starts += list(backend.to_host(out.extras["start_logits"]))  # one (T,) row per window
+        ends += list(backend.to_host(out.extras["end_logits"]))
     impossible = cfg.version_2 or any(e.get("is_impossible") for e in examples)
     predictions = predict_answers(examples, features, starts, ends, cfg.max_answer_length,
                                   allow_impossible=impossible)

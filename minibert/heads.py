@@ -113,7 +113,7 @@ def from_pretraining_run(cls, run_dir, seed: int = 0, **kwargs):
     pre-training run; its head is freshly initialized (listed in model.newly_initialized)."""
     from .train import load_run
 
-    pretrained, tokenizer, _, _ = load_run(run_dir, dtype=np.float64)
+    pretrained, tokenizer, _, _ = load_run(run_dir)
     model = cls(pretrained.config, seed=seed, **kwargs)
     encoder = {k: backend.to_host(v) for k, v in pretrained.params.items() if k in model.params}
     model.load_params(encoder, source=str(run_dir), strict=False)

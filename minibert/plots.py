@@ -133,8 +133,9 @@ def attention_figure(attentions, tokens, max_heads: int = 12) -> Figure:
 
 def attention_example(model, tokenizer, text_a: str, text_b: str):
     """(attentions, tokens) of the model on one sentence pair."""
-    out = model.forward(tokenizer.batch_encode([text_a], [text_b]), output_attentions=True)
-    return out.attentions, tokenizer.encode(text_a, text_b)["tokens"]
+    batch = tokenizer.batch_encode([text_a], [text_b])
+    out = model.forward(batch, output_attentions=True)
+    return out.attentions, tokenizer.convert_ids_to_tokens(batch["input_ids"][0])
 
 
 def plot_run(run_dir, model=None, tokenizer=None, example=("Oslo is a city in Norway.", "It is famous for its harbor.")) -> dict:

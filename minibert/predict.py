@@ -14,15 +14,14 @@ def _softmax(x):
 
 def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list:
     """For each [MASK] in text, the top_k (token, probability) predictions, best first."""
-    enc = tokenizer.encode(text)
-    positions = [i for i, t in enumerate(enc["tokens"]) if t == "[MASK]"]
-    if not positions:
-        raise ValueError(f"no [MASK] in {text!r}: write [MASK] where the model should fill in a word")
-    if len(enc["tokens"]) > model.config.max_position_embeddings:
-        raise ValueError(f"text is {len(enc['tokens'])} tokens long; the model takes at most "
-                         f"{model.config.max_position_embeddings}")
     batch = tokenizer.batch_encode([text])
-    batch["masked_lm_positions"] = np.array([positions])
+    positions = np.flatnonzero(batch["input_ids"][0] == tokenizer.mask_id)
+    if not len(positions):
+        raise ValueError(f"no [MASK] in {text!r}: write [MASK] where the model should fill in a word")
+    length = batch["input_ids"].shape[1]
+    if length > model.config.max_position_embeddings:
+        raise ValueError(f"text is {length} tokens long; the model takes at most {model.config.max_position_embeddings}")
+    batch["masked_lm_positions"] = positions[None]
     probs = _softmax(to_host(model.forward(batch).mlm_logits)[0].astype(np.float64))  # (P, V)
     results = []
     for row in probs:

@@ -162,6 +162,12 @@ class BatchStream:
         return create_pretraining_instances(self.docs, self.tokenizer, self.cfg.seq_length, seed=self.cfg.seed * 1000 + epoch,
                                             short_seq_prob=self.cfg.short_seq_prob, masking=masking)
 
+    def restart(self) -> None:
+        """Back to the first batch of epoch 0 (its pairs are kept when they are still here)."""
+        if self.epoch != 0:
+            self.instances = self._make(0)
+        self.epoch, self.offset = 0, 0
+
     def next(self, step: int) -> dict:
         B = self.cfg.batch_size
         if self.offset + B > len(self.instances):
@@ -329,14 +335,17 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), resume: str | None = None, 
     backend.tune_malloc()
 
     train_docs, eval_docs = load_corpus(cfg)
-    tokenizer = build_tokenizer(cfg, train_docs) if resume is None else \
-        WordPieceTokenizer.from_vocab_file(run_dir / "vocab.txt", do_lower_case=True)
-    config = build_model_config(cfg, tokenizer) if resume is None else BertConfig.from_json_file(run_dir / "config.json")
+    if resume is None:
+        tokenizer = build_tokenizer(cfg, train_docs)
+        config = build_model_config(cfg, tokenizer)
+        model = BertForPreTraining(config, seed=cfg.seed)
+    else:
+        model, tokenizer, _, state = load_run(run_dir)  # the latest checkpoint's parameters and step
+        config = model.config
     train_tok = tokenize_documents(train_docs, tokenizer)
     eval_batches = make_eval_batches(eval_docs, tokenizer, cfg)
     base = baselines(eval_batches)
 
-    model = BertForPreTraining(config, seed=cfg.seed)
     optimizer = AdamW(model.params, weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     metrics_path = run_dir / "metrics.jsonl"
     if resume is None:
@@ -350,11 +359,8 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), resume: str | None = None, 
         sample = [stream.next(10**9 + i) for i in range(min(50, 2000 // cfg.batch_size + 1))]  # steps no run reaches
         stats = masking_statistics(sample, tokenizer)
         _save_masking_stats(run_dir / "masking_stats.json", stats, cfg)
-        stream = BatchStream(train_tok, tokenizer, cfg)  # start the real stream from the beginning
+        stream.restart()  # the real stream starts from the beginning
     else:
-        arrays, _ = load_arrays(ckpt / "params.safetensors")
-        model.load_params(arrays, source=str(ckpt / "params.safetensors"))
-        state = json.loads((ckpt / "state.json").read_text())
         opt_arrays, _ = load_arrays(ckpt / "optimizer.safetensors")
         optimizer.load_state_dict(opt_arrays, state["optimizer_step"])
         step, epoch, offset = state["step"], state["epoch"], state["offset"]
