@@ -1,4 +1,4 @@
-"""The `minibert` command: pretrain, plot, fill-mask, nsp, gradcheck.
+"""The `minibert` command: pretrain, plot, fill-mask, nsp, finetune, transfer, answer, export, gradcheck.
 
 Every error a user can cause (a missing file, a bad option, a run folder that exists)
 ends as one line `minibert: error: ...` and a non-zero exit status.
@@ -12,6 +12,8 @@ import sys
 
 from .backend import BackendError
 from .io import CheckpointError
+from .loop import TrainingError
+from .runs import load_run
 
 
 def _add_config_options(p: argparse.ArgumentParser, config_cls, help_text=None, skip=()) -> None:
@@ -28,24 +30,49 @@ def _add_config_options(p: argparse.ArgumentParser, config_cls, help_text=None, 
         p.add_argument(flag, type=kind, default=f.default, metavar=f.name.upper(), help=help_text.get(f.name, " "))
 
 
+COMMON_HELP = {
+    "out": "run folder to create (must not exist, or be empty)",
+    "steps": "training steps (one batch each)", "batch_size": "sequences (or pairs) per batch",
+    "seq_length": "tokens per sequence, padding included", "lr": "peak learning rate of AdamW",
+    "warmup_steps": "steps of linear warmup (default: 10%% of --steps)", "weight_decay": "AdamW's decoupled weight decay",
+    "max_grad_norm": "clip the global gradient norm to this", "eval_interval": "evaluate on held-out data every N steps",
+    "log_interval": "write a line to metrics.jsonl every N steps", "checkpoint_interval": "save a checkpoint every N steps",
+    "seed": "seed of every random choice (data order, masks, dropout, initialization)",
+    "backend": "array library: numpy (CPU) or cupy (NVIDIA GPU)", "eval_fraction": "share held out for evaluation",
+}
 PRETRAIN_HELP = {
-    "out": "run folder to create", "corpus": "text file (default: the generated world, no download)",
+    **COMMON_HELP,
+    "corpus": "text file (default: the generated world, no download)",
     "corpus_format": "lines (one sentence per line, blank line between documents), prose, or auto",
+    "num_documents": "documents of the generated world (without --corpus)",
     "vocab": "an existing vocab.txt (default: train a WordPiece vocab on the corpus)",
+    "vocab_size": "tokens of the trained WordPiece vocabulary",
     "model": "config preset (tiny, mini, small, base) or a config.json",
-    "masking": "exact, bernoulli, whole_word or span", "backend": "numpy or cupy",
-    "warmup_steps": "default: 10%% of --steps",
+    "bias_correction": "Adam's bias correction of the moments (google's BERT had none)",
+    "masking": "exact, bernoulli, whole_word or span", "mask_prob": "share of tokens chosen for prediction",
+    "mask_token_prob": "share of the chosen tokens replaced by [MASK]",
+    "random_token_prob": "share of the chosen tokens replaced by a random token",
+    "max_predictions": "at most this many predictions per sequence",
+    "dynamic_masking": "draw new masks for every batch (--no-dynamic-masking: fixed per epoch)",
+    "short_seq_prob": "share of pairs cut shorter than --seq-length, as in google's data",
+    "eval_batches": "held-out batches scored at each evaluation",
 }
 FINETUNE_HELP = {
+    **COMMON_HELP,
     "init": "a minibert pre-training run, a Hugging Face BERT folder, or scratch",
     "data": "SQuAD v1.1/v2.0 JSON (qa) or JSON lines with text, text_b, label (classify); default: generated",
+    "eval_data": "held-out data in the same format (default: hold out --eval-fraction of --data)",
+    "num_examples": "generated labelled examples (without --data)",
     "vocab": "scratch only: a vocab.txt", "model": "scratch only: a preset or a config.json",
-    "warmup_steps": "default: 10%% of --steps",
+    "doc_stride": "qa: tokens between the starts of two windows over a long context",
+    "max_query_length": "qa: questions are cut to this many tokens",
+    "max_answer_length": "qa: longest answer span, in tokens",
+    "version_2": "qa: allow 'no answer' (SQuAD 2.0); on by itself when the data has unanswerable questions",
 }
 
 
 def _pretrain(args) -> int:
-    from .train import PretrainConfig, pretrain
+    from .train import PretrainConfig, pretrain  # the training loop loads only for training commands
 
     names = {f.name for f in dataclasses.fields(PretrainConfig)}
     cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in names})
@@ -57,7 +84,7 @@ def _pretrain(args) -> int:
 
 
 def _plot(args) -> int:
-    from .plots import plot_run
+    from .plots import plot_run  # matplotlib loads only when a command draws
 
     plot_run(args.run_dir)
     print(f"wrote masking.png, training.png and attention.png in {args.run_dir}")
@@ -66,9 +93,9 @@ def _plot(args) -> int:
 
 def _fill_mask(args) -> int:
     from .predict import fill_mask
-    from .train import load_run
 
-    model, tokenizer, _, _ = load_run(args.run_dir)
+    run = load_run(args.run_dir, kind="pretrain")
+    model, tokenizer = run.model, run.tokenizer
     for k, predictions in enumerate(fill_mask(model, tokenizer, args.text, args.top_k), start=1):
         print(f"[MASK] #{k}: " + ", ".join(f"{tok} ({p:.1%})" for tok, p in predictions))
     return 0
@@ -76,9 +103,9 @@ def _fill_mask(args) -> int:
 
 def _nsp(args) -> int:
     from .predict import next_sentence_probability
-    from .train import load_run
 
-    model, tokenizer, _, _ = load_run(args.run_dir)
+    run = load_run(args.run_dir, kind="pretrain")
+    model, tokenizer = run.model, run.tokenizer
     p = next_sentence_probability(model, tokenizer, args.sentence_a, args.sentence_b)
     print(f"P(IsNext) = {p:.3f}: {'B follows A' if p >= 0.5 else 'B looks like a random sentence'}")
     return 0
@@ -87,9 +114,14 @@ def _nsp(args) -> int:
 def _finetune(args) -> int:
     from .finetune import FinetuneConfig, finetune
 
+    if args.resume is None and args.task is None:
+        raise ValueError("finetune needs a task (qa or classify), or --resume RUN_DIR")
     names = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    cfg = FinetuneConfig(**{k: v for k, v in vars(args).items() if k in names})
-    finetune(cfg, progress=not args.quiet)
+    cfg = FinetuneConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    result = finetune(cfg, resume=args.resume, progress=not args.quiet)
+    if result["interrupted"]:
+        print(f"interrupted: saved step {result['step']}", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -102,21 +134,19 @@ def _transfer(args) -> int:
 
 
 def _answer(args) -> int:
-    from .finetune import answer, load_finetuned
+    from .finetune import answer
 
-    model, tokenizer, task = load_finetuned(args.run_dir)
-    if task["task"] != "qa":
-        raise ValueError(f"{args.run_dir}: a {task['task']} run, not a question-answering one")
-    text = answer(model, tokenizer, args.question, args.context)
+    run = load_run(args.run_dir, kind="finetune")
+    if run.task["task"] != "qa":
+        raise ValueError(f"{args.run_dir}: a {run.task['task']} run, not a question-answering one")
+    text = answer(run.model, run.tokenizer, args.question, args.context)
     print(text if text else "(no answer)")
     return 0
 
 
 def _export(args) -> int:
-    from .train import load_run
-
-    model, tokenizer, _, _ = load_run(args.run_dir)
-    model.save_pretrained(args.out_dir, tokenizer)
+    run = load_run(args.run_dir, kind="pretrain")
+    run.model.save_pretrained(args.out_dir, run.tokenizer)
     print(f"wrote a Hugging Face BERT folder to {args.out_dir} (transformers.BertForPreTraining.from_pretrained loads it)")
     return 0
 
@@ -140,52 +170,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrain)
 
-    p = sub.add_parser("plot", help="draw a run's plots again")
-    p.add_argument("run_dir")
+    p = sub.add_parser("plot", help="draw a pre-training run's plots again")
+    p.add_argument("run_dir", help="a pre-training run folder")
     p.set_defaults(func=_plot)
 
     p = sub.add_parser("fill-mask", help="predict the words behind [MASK]")
-    p.add_argument("run_dir")
-    p.add_argument("text")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("run_dir", help="a pre-training run folder")
+    p.add_argument("text", help="text with one or more [MASK]")
+    p.add_argument("--top-k", type=int, default=5, metavar="K", help="predictions shown per [MASK] (default: 5)")
     p.set_defaults(func=_fill_mask)
 
     p = sub.add_parser("nsp", help="probability that sentence B follows sentence A")
-    p.add_argument("run_dir")
-    p.add_argument("sentence_a")
-    p.add_argument("sentence_b")
+    p.add_argument("run_dir", help="a pre-training run folder")
+    p.add_argument("sentence_a", help="the first sentence")
+    p.add_argument("sentence_b", help="the sentence that may or may not follow it")
     p.set_defaults(func=_nsp)
 
     from .finetune import FinetuneConfig
+    from .tasks import TASKS
 
     p = sub.add_parser("finetune", help="fine-tune for question answering (qa) or classification (classify)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("task", choices=["qa", "classify"])
+    p.add_argument("task", nargs="?", choices=list(TASKS), help="what to fine-tune for (not with --resume)")
     _add_config_options(p, FinetuneConfig, FINETUNE_HELP, skip=("task",))
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a fine-tuning run from its latest checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_finetune)
 
     p = sub.add_parser("transfer", help="fine-tune from a pre-training run and from scratch, and compare")
     p.add_argument("run_dir", help="a minibert pre-training run")
-    p.add_argument("--task", choices=["qa", "classify"], default="qa")
-    p.add_argument("--out", default="runs/transfer")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--num-examples", type=int, default=3000, help="generated labelled examples")
-    p.add_argument("--eval-fraction", type=float, default=0.1, help="of them held out")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--task", choices=list(TASKS), default="qa", help="what to fine-tune for (default: qa)")
+    p.add_argument("--out", default="runs/transfer", help="folder for both runs and the plot (default: runs/transfer)")
+    p.add_argument("--steps", type=int, default=300, help="fine-tuning steps of each run (default: 300)")
+    p.add_argument("--seed", type=int, default=0, help="seed of both runs (default: 0)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 0.001)")
+    p.add_argument("--num-examples", type=int, default=3000, help="generated labelled examples (default: 3000)")
+    p.add_argument("--eval-fraction", type=float, default=0.1, help="share of them held out (default: 0.1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_transfer)
 
     p = sub.add_parser("answer", help="answer a question about a context with a fine-tuned QA run")
-    p.add_argument("run_dir")
-    p.add_argument("question")
-    p.add_argument("context")
+    p.add_argument("run_dir", help="a fine-tuning run for qa")
+    p.add_argument("question", help="the question")
+    p.add_argument("context", help="the text that holds the answer")
     p.set_defaults(func=_answer)
 
     p = sub.add_parser("export", help="write a pre-training run as a Hugging Face BERT folder")
-    p.add_argument("run_dir")
-    p.add_argument("out_dir")
+    p.add_argument("run_dir", help="a pre-training run folder")
+    p.add_argument("out_dir", help="folder to write (new or empty)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("gradcheck", help="check every hand-written backward against central differences")
@@ -199,8 +231,6 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, IsADire
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .train import TrainingError
-
     try:
         return args.func(args)
     except (*USER_ERRORS, TrainingError) as e:

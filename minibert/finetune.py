@@ -4,13 +4,15 @@ minibert pre-training run, a Hugging Face BERT folder, or random weights ("scrat
 Transfer learning in one experiment: fine-tune the same model, on the same labelled data,
 for the same steps with the same seed, once from a pre-training run and once from scratch,
 and compare the held-out scores (`minibert finetune ... --init RUN` vs `--init scratch`).
+
+The tasks themselves are records in minibert/tasks.py; the loop is minibert/loop.py, the
+same one pre-training runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,20 +21,18 @@ import numpy as np
 
 from . import backend
 from .config import BertConfig
-from .data import generate_classification, generate_qa
-from .heads import BertForQuestionAnswering, BertForSequenceClassification, from_pretraining_run
-from .io import load_arrays, write_text_atomic
-from .optim import AdamW, clip_by_global_norm, linear_warmup_decay
-from .squad import collate_features, make_features, predict_answers, read_squad, squad_metrics
+from .io import CheckpointError, read_json, write_text_atomic
+from .loop import train_loop
+from .optim import AdamW
+from .runs import has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run, new_run_folder, read_metrics
+from .squad import collate_features, make_features, predict_answers
+from .tasks import Task, get_task
 from .tokenization import WordPieceTokenizer, train_wordpiece
-from .train import TrainingError, _log, _progress_bar, _StopRequest, latest_checkpoint, save_checkpoint
-
-TASKS = ("qa", "classify")
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    task: str = "qa"  # "qa" or "classify"
+    task: str = "qa"  # a name in minibert.tasks.TASKS: "qa" or "classify"
     init: str = "scratch"  # a minibert run folder, a Hugging Face BERT folder, or "scratch"
     data: str | None = None  # SQuAD JSON (qa) or JSONL (classify); None = generated from the world
     eval_data: str | None = None  # None = hold out eval_fraction of data
@@ -59,78 +59,55 @@ class FinetuneConfig:
     backend: str = "numpy"
 
     def validate(self):
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        get_task(self.task)
         for name in ("steps", "batch_size", "eval_interval", "log_interval", "checkpoint_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
 
 
-# ------------------------------------------------------------------ data
-def read_classification(path) -> tuple[list, list]:
-    """JSON lines {"text": ..., "text_b": optional, "label": name or index} -> (examples, label names)."""
-    path = Path(path)
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: data file not found") from None
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not valid UTF-8 ({e})") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not a JSON object ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or "label" not in row:
-            raise ValueError(f"{path}:{n}: each line needs a string 'text' and a 'label'")
-        rows.append(row)
-    if not rows:
-        raise ValueError(f"{path}: no examples")
-    names = sorted({str(r["label"]) for r in rows}, key=lambda x: (len(x), x))
-    index = {name: i for i, name in enumerate(names)}
-    return [{"text": r["text"], "text_b": r.get("text_b"), "label": index[str(r["label"])]} for r in rows], names
-
-
-def load_task_data(cfg: FinetuneConfig):
+# ------------------------------------------------------------------ data and model
+def load_task_data(cfg: FinetuneConfig, task: Task):
     """(train examples, eval examples, label names or None, skipped reports)."""
-    skipped = []
-    if cfg.task == "qa":
-        if cfg.data is None:
-            examples = generate_qa(cfg.num_examples, seed=cfg.seed)
-        else:
-            examples, skipped = read_squad(cfg.data)
-        names = None
+    if cfg.data is None:
+        examples, names = task.generate(cfg.num_examples, cfg.seed)
+        skipped = []
     else:
-        if cfg.data is None:
-            examples, names = generate_classification(cfg.num_examples, seed=cfg.seed)
-        else:
-            examples, names = read_classification(cfg.data)
+        examples, names, skipped = task.read(cfg.data)
     if cfg.eval_data is not None:
-        eval_examples = read_squad(cfg.eval_data)[0] if cfg.task == "qa" else read_classification(cfg.eval_data)[0]
+        eval_examples, _, eval_skipped = task.read(cfg.eval_data)
+        skipped = skipped + eval_skipped
         train = examples
     else:
         n_eval = max(1, int(len(examples) * cfg.eval_fraction))
         train, eval_examples = examples[:-n_eval], examples[-n_eval:]
     if not train:
-        raise ValueError("no training examples left")
+        raise ValueError(f"{cfg.data or 'the generated data'}: no training examples left after holding out "
+                         f"{len(eval_examples)} for evaluation")
     return train, eval_examples, names, skipped
 
 
-def build_model(cfg: FinetuneConfig, num_labels: int | None, texts):
+def from_pretraining_run(cls, run_dir, seed: int = 0, **kwargs):
+    """A fine-tuning model whose encoder (and pooler, where it has one) comes from a minibert
+    pre-training run; its head is freshly initialized (listed in model.newly_initialized)."""
+    pretrained = load_run(run_dir, kind="pretrain")
+    model = cls(pretrained.model.config, seed=seed, **kwargs)
+    encoder = {k: backend.to_host(v) for k, v in pretrained.model.params.items() if k in model.params}
+    model.load_params(encoder, source=str(run_dir), strict=False)
+    model.newly_initialized = sorted({k.split(".")[0] for k in model.params if k not in encoder})
+    return model, pretrained.tokenizer
+
+
+def build_model(cfg: FinetuneConfig, task: Task, labels, texts):
     """(model, tokenizer, where the weights came from)."""
-    cls = BertForQuestionAnswering if cfg.task == "qa" else BertForSequenceClassification
-    kwargs = {} if cfg.task == "qa" else {"num_labels": num_labels}
+    cls, options = task.model_class, task.model_options(labels)
     init = Path(cfg.init)
     if cfg.init != "scratch" and (init / "train_config.json").is_file():
-        model, tokenizer = from_pretraining_run(cls, init, seed=cfg.seed, **kwargs)
+        model, tokenizer = from_pretraining_run(cls, init, seed=cfg.seed, **options)
         return model, tokenizer, f"minibert run {init}"
     if cfg.init != "scratch":
         if not init.is_dir():
             raise FileNotFoundError(f"{init}: --init must be a minibert run folder, a Hugging Face BERT folder, or 'scratch'")
-        model = cls.from_pretrained(init, seed=cfg.seed, **kwargs)
+        model = cls.from_pretrained(init, seed=cfg.seed, **options)
         return model, WordPieceTokenizer.from_vocab_file(init / "vocab.txt"), f"Hugging Face folder {init}"
     if cfg.vocab is not None:
         tokenizer = WordPieceTokenizer.from_vocab_file(cfg.vocab)
@@ -141,154 +118,166 @@ def build_model(cfg: FinetuneConfig, num_labels: int | None, texts):
               else BertConfig.preset(cfg.model, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_id))
     if config.vocab_size != len(tokenizer):
         raise ValueError(f"{cfg.model}: vocab_size {config.vocab_size} does not match the vocabulary's {len(tokenizer)} tokens")
-    model = cls(config, seed=cfg.seed, **kwargs)
+    model = cls(config, seed=cfg.seed, **options)
     model.newly_initialized = ["everything (random initialization)"]
     return model, tokenizer, "random initialization"
 
 
-def _classification_batch(examples, tokenizer, max_length):
-    batch = tokenizer.batch_encode([e["text"] for e in examples], [e.get("text_b") for e in examples], max_length)
-    batch["labels"] = np.array([e["label"] for e in examples])
-    return batch
+class ShuffledBatches:
+    """Batches cut from `items` in a fresh random order each epoch, the order drawn with seed
+    (seed, epoch). Position = (epoch, offset), so a checkpoint can say where to go on."""
+
+    def __init__(self, items, make_batch, batch_size: int, seed: int, epoch: int = 0, offset: int = 0):
+        self.items, self.make_batch, self.batch_size, self.seed = items, make_batch, batch_size, seed
+        self.epoch, self.offset = epoch, offset
+        self.order = self._order(epoch)
+
+    def _order(self, epoch):
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.items))
+
+    def position(self) -> dict:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def next(self, step: int) -> dict:
+        if self.offset + self.batch_size > len(self.order):
+            self.epoch, self.offset = self.epoch + 1, 0
+            self.order = self._order(self.epoch)
+        chosen = [self.items[i] for i in self.order[self.offset:self.offset + self.batch_size]]
+        self.offset += self.batch_size
+        return self.make_batch(chosen)
 
 
-# ------------------------------------------------------------------ evaluation
-def evaluate_qa(model, examples, features, cfg, batch_size=64):
-    starts, ends = [], []
-    for i in range(0, len(features), batch_size):
-        out = model.forward(collate_features(features[i:i + batch_size]))
-        starts += list(backend.to_host(out.extras["start_logits"]))  # one (T,) row per window
-        ends += list(backend.to_host(out.extras["end_logits"]))
-    impossible = cfg.version_2 or any(e.get("is_impossible") for e in examples)
-    predictions = predict_answers(examples, features, starts, ends, cfg.max_answer_length,
-                                  allow_impossible=impossible)
-    return squad_metrics(examples, predictions), predictions
+# ------------------------------------------------------------------ starting and resuming
+@dataclass
+class Session:
+    """Everything a fine-tuning run needs, from a fresh start or a checkpoint."""
+
+    cfg: FinetuneConfig
+    task: Task
+    run_dir: Path
+    model: object
+    tokenizer: WordPieceTokenizer
+    optimizer: AdamW
+    batches: ShuffledBatches
+    evaluate: object  # () -> held-out metrics
+    source: str  # where the weights came from
+    skipped: list
+    start_step: int
 
 
-def evaluate_classification(model, examples, tokenizer, cfg, batch_size=64):
-    correct, loss = 0.0, 0.0
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i:i + batch_size]
-        out = model.forward(_classification_batch(chunk, tokenizer, cfg.seq_length))
-        correct += float(out.extras["accuracy"]) * len(chunk)
-        loss += float(out.loss) * len(chunk)
-    return {"accuracy": correct / len(examples), "loss": loss / len(examples)}
+def _prepare_data(cfg, task, train, held_out, tokenizer):
+    """(training items, held-out items, skipped reports) with the run's tokenizer."""
+    items, s1 = task.prepare(train, tokenizer, cfg)
+    eval_items, s2 = task.prepare(held_out, tokenizer, cfg)
+    if not items or not eval_items:
+        raise ValueError(f"{cfg.data or 'the generated data'}: no usable {task.name} examples "
+                         f"({len(items)} for training, {len(eval_items)} held out; see the skipped ones)")
+    return items, eval_items, s1 + s2
 
 
-# ------------------------------------------------------------------ the loop
-def finetune(cfg: FinetuneConfig = FinetuneConfig(), progress: bool = True, plots: bool = True, echo=print) -> dict:
-    """Fine-tune; returns {"eval": final held-out metrics, "run_dir", "init", "skipped", "seconds", "model", "tokenizer"}."""
-    t_start = time.perf_counter()
-    cfg.validate()
-    run_dir = Path(cfg.out)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise FileExistsError(f"{run_dir}: the run folder exists and is not empty; choose another --out")
-    backend.set_backend(cfg.backend)
-    backend.tune_malloc()
-    train, held_out, names, skipped = load_task_data(cfg)
+def _session(cfg, task, run_dir, model, tokenizer, held_out, items, eval_items, source, skipped, start_step=0,
+             position=None) -> Session:
+    make_batch = lambda chosen: task.make_batch(chosen, tokenizer, cfg)  # noqa: E731
+    batches = ShuffledBatches(items, make_batch, cfg.batch_size, cfg.seed, **(position or {}))
+    evaluate = lambda: task.evaluate(model, held_out, eval_items, tokenizer, cfg)  # noqa: E731
+    optimizer = AdamW(model.params, weight_decay=cfg.weight_decay)
+    return Session(cfg, task, run_dir, model, tokenizer, optimizer, batches, evaluate, source, skipped, start_step)
+
+
+def start_run(cfg: FinetuneConfig, run_dir: Path, echo=print) -> Session:
+    task = get_task(cfg.task)
+    train, held_out, labels, skipped = load_task_data(cfg, task)
     texts = [e.get("context", "") + " " + e.get("question", e.get("text", "")) for e in train]
-    model, tokenizer, source = build_model(cfg, len(names) if names else None, texts)
+    model, tokenizer, source = build_model(cfg, task, labels, texts)
     if model.config.max_position_embeddings < cfg.seq_length:
         raise ValueError(f"--seq-length {cfg.seq_length} exceeds the model's max_position_embeddings "
                          f"{model.config.max_position_embeddings}")
-
-    if cfg.task == "qa":
-        train_features, s1 = make_features(train, tokenizer, cfg.seq_length, cfg.doc_stride, cfg.max_query_length)
-        eval_features, s2 = make_features(held_out, tokenizer, cfg.seq_length, cfg.doc_stride, cfg.max_query_length)
-        skipped += s1 + s2
-        eval_ids = {f.example_index for f in eval_features}
-        eval_examples = held_out
-        if not train_features or not eval_ids:
-            raise ValueError("no usable question-answering examples (see the skipped ones above)")
-        items = train_features
-    else:
-        items = train
+    items, eval_items, more = _prepare_data(cfg, task, train, held_out, tokenizer)
+    skipped = skipped + more
     if skipped:
         echo(f"skipped {len(skipped)} example(s); first: {skipped[0]}")
-
-    run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "train_config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     model.config.to_json_file(run_dir / "config.json")
     tokenizer.save_vocab(run_dir / "vocab.txt")
-    write_text_atomic(run_dir / "task.json", json.dumps({"task": cfg.task, "labels": names, "init": source,
-                                                        "skipped": skipped}, indent=2) + "\n")
-    metrics_path = run_dir / "metrics.jsonl"
-    metrics_path.write_text("")
-    echo(f"fine-tuning for {cfg.task} from {source}; new: {', '.join(model.newly_initialized) or 'nothing'}")
+    task_info = {"task": task.name, "labels": labels, "init": source, "skipped": skipped,
+                 "model_class": task.model_class.__name__, "model_options": task.model_options(labels)}
+    write_text_atomic(run_dir / "task.json", json.dumps(task_info, indent=2) + "\n")
+    (run_dir / "metrics.jsonl").write_text("")
+    echo(f"fine-tuning for {task.name} from {source}; new: {', '.join(model.newly_initialized) or 'nothing'}")
+    return _session(cfg, task, run_dir, model, tokenizer, held_out, items, eval_items, source, skipped)
 
-    optimizer = AdamW(model.params, weight_decay=cfg.weight_decay)
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, cfg.steps // 10)
-    order, offset, epoch = np.random.default_rng([cfg.seed, 0]).permutation(len(items)), 0, 0
-    window = []
-    last = None
-    bar = _progress_bar(progress, 0, cfg.steps)
-    step = 0
-    with _StopRequest() as stop:
-        while step < cfg.steps and not stop.requested:
-            step += 1
-            if offset + cfg.batch_size > len(order):
-                epoch += 1
-                order, offset = np.random.default_rng([cfg.seed, epoch]).permutation(len(items)), 0
-            chosen = [items[i] for i in order[offset:offset + cfg.batch_size]]
-            offset += cfg.batch_size
-            batch = collate_features(chosen) if cfg.task == "qa" else _classification_batch(chosen, tokenizer, cfg.seq_length)
-            lr = linear_warmup_decay(step, cfg.lr, warmup, cfg.steps)
-            out = model.forward(batch, training=True, rng=backend.default_rng(cfg.seed * 1_000_003 + step))
-            loss = float(out.loss)
-            if not math.isfinite(loss):
-                raise TrainingError(f"the loss became {loss} at step {step}; training stopped; try a lower --lr")
-            grads = model.backward()
-            clip_by_global_norm(grads, cfg.max_grad_norm)
-            optimizer.step(model.params, grads, lr)
-            window.append((loss, float(out.extras.get("accuracy", np.nan))))
-            if step % cfg.log_interval == 0 or step == cfg.steps:
-                record = {"step": step, "split": "train", "loss": float(np.mean([w[0] for w in window])), "lr": lr}
-                if cfg.task == "classify":
-                    record["accuracy"] = float(np.mean([w[1] for w in window]))
-                _log(metrics_path, record)
-                bar.set_postfix_str(f"loss {record['loss']:.3f}", refresh=False)
-                window = []
-            if step % cfg.eval_interval == 0 or step == cfg.steps:
-                if cfg.task == "qa":
-                    last, _ = evaluate_qa(model, eval_examples, eval_features, cfg)
-                else:
-                    last = evaluate_classification(model, held_out, tokenizer, cfg)
-                _log(metrics_path, {"step": step, "split": "eval", **last})
-            if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
-                save_checkpoint(run_dir, model, optimizer, {"step": step, "optimizer_step": optimizer.step_count})
-            bar.update(1)
-    bar.close()
-    if stop.requested and step < cfg.steps:
-        save_checkpoint(run_dir, model, optimizer, {"step": step, "optimizer_step": optimizer.step_count})
-    if last is None:
-        last = (evaluate_qa(model, eval_examples, eval_features, cfg)[0] if cfg.task == "qa"
-                else evaluate_classification(model, held_out, tokenizer, cfg))
+
+def read_finetune_config(run_dir: Path) -> FinetuneConfig:
+    path = run_dir / "train_config.json"
+    saved = read_json(path, "training configuration")
+    names = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    unknown = sorted(set(saved) - names) if isinstance(saved, dict) else []
+    if not isinstance(saved, dict) or unknown:
+        raise CheckpointError(f"{path}: not a fine-tuning configuration" +
+                              (f" (unknown field {unknown[0]!r})" if unknown else ""))
+    return FinetuneConfig(**saved)
+
+
+def resume_run(run_dir: Path, echo=print) -> Session:
+    """The fine-tuning run in run_dir at its latest checkpoint; the data is read and prepared again."""
+    cfg = read_finetune_config(run_dir)
+    backend.set_backend(cfg.backend)
+    run = load_run(run_dir, kind="finetune")
+    task = get_task(run.task["task"])
+    train, held_out, _, _ = load_task_data(cfg, task)
+    items, eval_items, _ = _prepare_data(cfg, task, train, held_out, run.tokenizer)
+    step = run.state["step"]
+    session = _session(cfg, task, run_dir, run.model, run.tokenizer, held_out, items, eval_items,
+                       run.task["init"], run.task["skipped"], step,
+                       {"epoch": run.state["epoch"], "offset": run.state["offset"]})
+    session.optimizer.load_state_dict(load_optimizer_state(run_dir), run.state["optimizer_step"])
+    keep_metrics_up_to(run_dir / "metrics.jsonl", step)
+    echo(f"resuming {run_dir} from step {step} of {cfg.steps}")
+    return session
+
+
+# ------------------------------------------------------------------ the run
+def finetune(cfg: FinetuneConfig = FinetuneConfig(), resume: str | None = None, progress: bool = True,
+             plots: bool = True, on_step=None, echo=print) -> dict:
+    """Fine-tune; returns {"eval": final held-out metrics, "run_dir", "init", "skipped", "seconds", "model",
+    "tokenizer", "step", "interrupted"}. resume: a fine-tuning run folder to continue from its latest
+    checkpoint. on_step(step, stop): called after every step; stop() saves and stops as Ctrl-C does."""
+    t_start = time.perf_counter()
+    if resume is not None and has_checkpoint(resume):
+        session = resume_run(Path(resume), echo)
+        loop = _train(session, progress, on_step)
+    else:
+        restart = False
+        if resume is not None:  # a run that never reached its first checkpoint starts again
+            cfg, restart = dataclasses.replace(read_finetune_config(Path(resume)), out=str(resume)), True
+            echo(f"{resume} has no checkpoint yet: starting it again from step 0")
+        cfg.validate()
+        backend.set_backend(cfg.backend)
+        with new_run_folder(Path(cfg.out), restart=restart) as run_dir:
+            session = start_run(cfg, run_dir, echo)
+            loop = _train(session, progress, on_step)
+    s = session
+    last = loop.last_eval if loop.last_eval is not None else s.evaluate()
     if plots:
-        from .plots import finetune_figure, read_metrics
+        from .plots import finetune_figure  # matplotlib loads only when a figure is drawn
 
-        finetune_figure({"run": read_metrics(metrics_path)}, cfg.task).savefig(run_dir / "finetune.png", dpi=90)
+        finetune_figure({"run": read_metrics(s.run_dir / "metrics.jsonl")}).savefig(s.run_dir / "finetune.png", dpi=90)
     seconds = time.perf_counter() - t_start
     scores = ", ".join(f"{k} {v:.3f}" for k, v in last.items())
-    echo(f"\nminibert finetune {cfg.task}: {step} steps in {seconds:.0f}s from {source}\nheld-out: {scores}\n"
-         f"files in {run_dir}/: metrics.jsonl, finetune.png, checkpoints/")
-    return {"eval": last, "run_dir": run_dir, "init": source, "skipped": skipped, "seconds": seconds,
-            "model": model, "tokenizer": tokenizer, "step": step}
+    status = f"interrupted at step {loop.step} of {s.cfg.steps}" if loop.interrupted else f"{loop.step} steps"
+    lines = [f"\nminibert finetune {s.task.name}: {status} in {seconds:.0f}s from {s.source}",
+             f"held-out: {scores}", f"files in {s.run_dir}/: metrics.jsonl, finetune.png, checkpoints/"]
+    if loop.interrupted:
+        lines.append(f"continue with: minibert finetune --resume {s.run_dir}")
+    echo("\n".join(lines))
+    return {"eval": last, "run_dir": s.run_dir, "init": s.source, "skipped": s.skipped, "seconds": seconds,
+            "model": s.model, "tokenizer": s.tokenizer, "step": loop.step, "interrupted": loop.interrupted}
 
 
-def load_finetuned(run_dir):
-    """(model, tokenizer, task info) from a fine-tuning run folder."""
-    run_dir = Path(run_dir)
-    ckpt = latest_checkpoint(run_dir)
-    task = json.loads((run_dir / "task.json").read_text())
-    config = BertConfig.from_json_file(run_dir / "config.json")
-    tokenizer = WordPieceTokenizer.from_vocab_file(run_dir / "vocab.txt", do_lower_case=True)
-    if task["task"] == "qa":
-        model = BertForQuestionAnswering(config)
-    else:
-        model = BertForSequenceClassification(config, num_labels=len(task["labels"]))
-    arrays, _ = load_arrays(ckpt / "params.safetensors")
-    model.load_params(arrays, source=str(ckpt / "params.safetensors"))
-    return model, tokenizer, task
+def _train(s: Session, progress: bool, on_step):
+    backend.tune_malloc()
+    return train_loop(s.model, s.optimizer, s.batches, s.cfg, s.run_dir, s.evaluate, s.task.step_numbers,
+                      start_step=s.start_step, progress=progress, desc=f"finetune {s.task.name}", on_step=on_step)
 
 
 def answer(model, tokenizer, question: str, context: str, max_seq_length: int = 128, doc_stride: int = 64,
@@ -317,14 +306,14 @@ def transfer_experiment(pretrain_run, out, task: str = "qa", progress: bool = Fa
         cfg = FinetuneConfig(task=task, init=init, out=str(out / name), vocab=str(run / "vocab.txt"),
                              model=str(run / "config.json"), **options)
         results[name] = finetune(cfg, progress=progress, echo=echo)
-    from .plots import finetune_figure, read_metrics
+    from .plots import finetune_figure  # matplotlib loads only when a figure is drawn
 
-    fig = finetune_figure({f"from {name}": read_metrics(out / name / "metrics.jsonl") for name in results}, task)
+    fig = finetune_figure({f"from {name}": read_metrics(out / name / "metrics.jsonl") for name in results})
     fig.suptitle(f"Transfer learning: fine-tuning from pre-training vs from scratch ({task})")
     fig.savefig(out / "transfer.png", dpi=90)
     summary = {name: {"eval": r["eval"], "seconds": r["seconds"], "steps": r["step"]} for name, r in results.items()}
     write_text_atomic(out / "transfer.json", json.dumps(summary, indent=2) + "\n")
-    key = "exact_match" if task == "qa" else "accuracy"
+    key = get_task(task).headline
     echo(f"\ntransfer learning ({task}, {results['scratch']['step']} steps each): "
          f"{key} {results['pretrained']['eval'][key]:.3f} from pre-training vs "
          f"{results['scratch']['eval'][key]:.3f} from scratch; plot: {out / 'transfer.png'}")

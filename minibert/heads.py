@@ -54,7 +54,8 @@ class BertForQuestionAnswering(BertModel):
         dlogits = xp.stack([dstart, dend], axis=-1)  # (B, T, 2)
         grads = {}
         dseq, grads["qa.W"], grads["qa.b"] = linear_backward(dlogits, cache["qa"])
-        self._encode_backward(dseq, None, cache["enc"], grads)
+        dword = self._encode_backward(dseq, None, cache["enc"], grads)
+        grads["embeddings.word"] = self._word_lookup_backward(dword, cache["enc"])
         return grads
 
 
@@ -103,19 +104,7 @@ class BertForSequenceClassification(BertModel):
         dh, grads["classifier.W"], grads["classifier.b"] = linear_backward(dlogits, cache["cls"])
         dpooled = dropout_backward(dh, cache["drop"])
         xp = backend.array_module(dpooled)
-        self._encode_backward(xp.zeros((dpooled.shape[0], cache["enc"]["T"], dpooled.shape[1]), dpooled.dtype),
-                              dpooled, cache["enc"], grads)
+        dseq = xp.zeros((dpooled.shape[0], cache["enc"]["T"], dpooled.shape[1]), dpooled.dtype)  # only [CLS] was read
+        dword = self._encode_backward(dseq, dpooled, cache["enc"], grads)
+        grads["embeddings.word"] = self._word_lookup_backward(dword, cache["enc"])
         return grads
-
-
-def from_pretraining_run(cls, run_dir, seed: int = 0, **kwargs):
-    """A fine-tuning model whose encoder (and pooler, where it has one) comes from a minibert
-    pre-training run; its head is freshly initialized (listed in model.newly_initialized)."""
-    from .train import load_run
-
-    pretrained, tokenizer, _, _ = load_run(run_dir)
-    model = cls(pretrained.config, seed=seed, **kwargs)
-    encoder = {k: backend.to_host(v) for k, v in pretrained.params.items() if k in model.params}
-    model.load_params(encoder, source=str(run_dir), strict=False)
-    model.newly_initialized = sorted({k.split(".")[0] for k in model.params if k not in encoder})
-    return model, tokenizer

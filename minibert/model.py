@@ -11,20 +11,20 @@ Follow one batch (dimension letters as in minibert/layers/__init__.py):
     loss = weighted mean MLM cross-entropy + mean NSP cross-entropy
 
 `backward()` walks the same path in reverse and returns a dict of gradients with exactly
-the keys of `model.params`.
+the keys of `model.params`. Every gradient is named after the forward tensor it
+differentiates: `dffn_in` is the gradient of `ffn_in`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import backend
+from . import backend, weights
 from .config import BertConfig
-from .io import CheckpointError, load_arrays, save_arrays, write_text_atomic
+from .hf import load_into, save_hf_folder
 from .layers import (
     ACTIVATIONS,
     attention_backward,
@@ -134,45 +134,20 @@ class BertModel:
         xp = backend.array_module(*self.params.values())
         return {name: xp.zeros_like(a) for name, a in self.params.items()}
 
-    # -- input checks --------------------------------------------------------------
-    def _prepare(self, batch: dict):
-        """Move the batch to the parameters' device and check ids fit the config."""
-        c = self.config
-        xp = backend.array_module(self.params["embeddings.word"])
-        if "input_ids" not in batch:
-            raise KeyError("batch has no 'input_ids'")
-        ids = xp.asarray(batch["input_ids"])
-        if ids.ndim != 2:
-            raise ValueError(f"input_ids must have shape (B, T), got {ids.shape}")
-        B, T = ids.shape
-        types = xp.asarray(batch["token_type_ids"]) if batch.get("token_type_ids") is not None else xp.zeros_like(ids)
-        mask = xp.asarray(batch["attention_mask"]) if batch.get("attention_mask") is not None else xp.ones_like(ids)
-        if T > c.max_position_embeddings:
-            raise ValueError(f"sequence length {T} exceeds max_position_embeddings {c.max_position_embeddings}")
-        for name, a, limit in (("input_ids", ids, c.vocab_size), ("token_type_ids", types, c.type_vocab_size)):
-            if a.shape != (B, T):
-                raise ValueError(f"{name} has shape {a.shape}, expected {(B, T)}")
-            if a.size and (int(a.min()) < 0 or int(a.max()) >= limit):
-                raise ValueError(f"{name} must lie in [0, {limit}), got values in [{int(a.min())}, {int(a.max())}]")
-        if mask.shape != (B, T):
-            raise ValueError(f"attention_mask has shape {mask.shape}, expected {(B, T)}")
-        return ids, types, mask
-
     # -- encoder -------------------------------------------------------------------
     def _encode(self, batch, training, rng, output_attentions=False):
         """Embeddings, encoder layers and pooler. Returns (sequence_output, pooled_output, attentions, cache)."""
         c, p = self.config, self.params
-        ids, types, mask = self._prepare(batch)
+        ids, types, mask = check_inputs(batch, c, backend.array_module(p["embeddings.word"]))
         T = ids.shape[1]
-        drop = c.hidden_dropout_prob
         # embeddings: word + position + segment, then LayerNorm and dropout
         word, word_cache = embedding_forward(ids, p["embeddings.word"])  # (B, T, H)
-        typ, type_cache = embedding_forward(types, p["embeddings.token_type"])  # (B, T, H)
-        x = word + typ
-        x += p["embeddings.position"][:T]  # (T, H) broadcast over the batch
-        x, ln_cache = layernorm_forward(x, p["embeddings.ln.gamma"], p["embeddings.ln.beta"], c.layer_norm_eps)
-        x, drop_cache = dropout_forward(x, drop, training, rng)
-        emb_cache = (word_cache, type_cache, ln_cache, drop_cache)
+        segment, segment_cache = embedding_forward(types, p["embeddings.token_type"])  # (B, T, H)
+        embedded = word + segment
+        embedded += p["embeddings.position"][:T]  # (T, H) broadcast over the batch
+        x, ln_cache = layernorm_forward(embedded, p["embeddings.ln.gamma"], p["embeddings.ln.beta"], c.layer_norm_eps)
+        x, drop_cache = dropout_forward(x, c.hidden_dropout_prob, training, rng)
+        emb_cache = (word_cache, segment_cache, ln_cache, drop_cache)
 
         mask_bias = padding_mask_bias(mask, self.dtype)  # (B, 1, 1, T)
         layer_caches, attentions = [], []
@@ -184,82 +159,91 @@ class BertModel:
         # pooler: the first token ([CLS]) -> dense -> tanh
         pooled, pool_cache = None, None
         if self.add_pooling_layer:
-            pooled, dense_cache = linear_forward(x[:, 0], p["pooler.W"], p["pooler.b"])  # (B, H)
-            pooled, tanh_cache = tanh_forward(pooled)
+            pool_in, dense_cache = linear_forward(x[:, 0], p["pooler.W"], p["pooler.b"])  # (B, H)
+            pooled, tanh_cache = tanh_forward(pool_in)
             pool_cache = (dense_cache, tanh_cache)
         cache = {"emb": emb_cache, "layers": layer_caches, "pool": pool_cache, "T": T}
         return x, pooled, (attentions if output_attentions else None), cache
 
     def _layer_forward(self, i, x, mask_bias, training, rng):
-        """One post-LN encoder layer: x -> LN(x + attn(x)) -> LN(h + ffn(h)).   (B, T, H) -> (B, T, H)"""
+        """One post-LN encoder layer: x -> h = LN(x + attn(x)) -> out = LN(h + ffn(h)).   (B, T, H) -> (B, T, H)"""
         c, p, n = self.config, self.params, f"layer.{i}."
         act_forward, _ = ACTIVATIONS[c.hidden_act]
-        drop = c.hidden_dropout_prob
-        a, attn_cache = attention_forward(
+        attn, attn_cache = attention_forward(
             x, p[n + "attn.qkv.W"], p[n + "attn.qkv.b"], p[n + "attn.out.W"], p[n + "attn.out.b"],
-            mask_bias, c.num_attention_heads, c.attention_probs_dropout_prob, training, rng)
-        a, attn_drop = dropout_forward(a, drop, training, rng)
-        a += x  # residual
-        h, attn_ln = layernorm_forward(a, p[n + "attn.ln.gamma"], p[n + "attn.ln.beta"], c.layer_norm_eps)
-        f, ffn_in = linear_forward(h, p[n + "ffn.in.W"], p[n + "ffn.in.b"])  # (B, T, F)
-        f, act_cache = act_forward(f)
-        f, ffn_out = linear_forward(f, p[n + "ffn.out.W"], p[n + "ffn.out.b"])  # (B, T, H)
-        f, ffn_drop = dropout_forward(f, drop, training, rng)
-        f += h  # residual
-        out, ffn_ln = layernorm_forward(f, p[n + "ffn.ln.gamma"], p[n + "ffn.ln.beta"], c.layer_norm_eps)
-        cache = {"attn": attn_cache, "attn_drop": attn_drop, "attn_ln": attn_ln, "ffn_in": ffn_in,
-                 "act": act_cache, "ffn_out": ffn_out, "ffn_drop": ffn_drop, "ffn_ln": ffn_ln}
+            mask_bias, c.num_attention_heads, c.attention_probs_dropout_prob, training, rng)  # (B, T, H)
+        attn_res, attn_drop = dropout_forward(attn, c.hidden_dropout_prob, training, rng)
+        attn_res += x  # the residual sum, in place: attn_res = dropout(attn) + x
+        h, attn_ln = layernorm_forward(attn_res, p[n + "attn.ln.gamma"], p[n + "attn.ln.beta"], c.layer_norm_eps)
+        ffn_in, ffn_in_cache = linear_forward(h, p[n + "ffn.in.W"], p[n + "ffn.in.b"])  # (B, T, F)
+        ffn_act, act_cache = act_forward(ffn_in)  # (B, T, F)
+        ffn_out, ffn_out_cache = linear_forward(ffn_act, p[n + "ffn.out.W"], p[n + "ffn.out.b"])  # (B, T, H)
+        ffn_res, ffn_drop = dropout_forward(ffn_out, c.hidden_dropout_prob, training, rng)
+        ffn_res += h  # ffn_res = dropout(ffn_out) + h
+        out, ffn_ln = layernorm_forward(ffn_res, p[n + "ffn.ln.gamma"], p[n + "ffn.ln.beta"], c.layer_norm_eps)
+        cache = {"attn": attn_cache, "attn_drop": attn_drop, "attn_ln": attn_ln, "ffn_in": ffn_in_cache,
+                 "act": act_cache, "ffn_out": ffn_out_cache, "ffn_drop": ffn_drop, "ffn_ln": ffn_ln}
         return out, cache
 
     def _layer_backward(self, i, dout, cache, grads):
-        """Reverse of _layer_forward. dout: (B, T, H) -> dx: (B, T, H); writes the layer's grads."""
+        """Reverse of _layer_forward, line by line from the bottom. dout: (B, T, H) -> dx: (B, T, H)."""
         n = f"layer.{i}."
         _, act_backward = ACTIVATIONS[self.config.hidden_act]
-        # out = LN(f + h)
-        df, grads[n + "ffn.ln.gamma"], grads[n + "ffn.ln.beta"] = layernorm_backward(dout, cache["ffn_ln"])
-        dh = df.copy()  # the residual branch: h reached the sum directly
-        df = dropout_backward(df, cache["ffn_drop"])
-        df, grads[n + "ffn.out.W"], grads[n + "ffn.out.b"] = linear_backward(df, cache["ffn_out"])
-        df = act_backward(df, cache["act"])
-        dh_ffn, grads[n + "ffn.in.W"], grads[n + "ffn.in.b"] = linear_backward(df, cache["ffn_in"])
-        dh += dh_ffn
-        # h = LN(a + x)
-        da, grads[n + "attn.ln.gamma"], grads[n + "attn.ln.beta"] = layernorm_backward(dh, cache["attn_ln"])
-        dx = da.copy()  # residual
-        da = dropout_backward(da, cache["attn_drop"])
-        dx_attn, grads[n + "attn.qkv.W"], grads[n + "attn.qkv.b"], grads[n + "attn.out.W"], grads[n + "attn.out.b"] = (
-            attention_backward(da, cache["attn"]))
-        dx += dx_attn
+        # out = LN(ffn_res)
+        dffn_res, grads[n + "ffn.ln.gamma"], grads[n + "ffn.ln.beta"] = layernorm_backward(dout, cache["ffn_ln"])
+        # ffn_res = dropout(ffn_out) + h: the sum passes its gradient to both terms
+        dh = dffn_res.copy()
+        dffn_out = dropout_backward(dffn_res, cache["ffn_drop"])
+        dffn_act, grads[n + "ffn.out.W"], grads[n + "ffn.out.b"] = linear_backward(dffn_out, cache["ffn_out"])
+        dffn_in = act_backward(dffn_act, cache["act"])
+        dh_through_ffn, grads[n + "ffn.in.W"], grads[n + "ffn.in.b"] = linear_backward(dffn_in, cache["ffn_in"])
+        dh += dh_through_ffn  # h was used twice: by the feed-forward and by the residual sum
+        # h = LN(attn_res)
+        dattn_res, grads[n + "attn.ln.gamma"], grads[n + "attn.ln.beta"] = layernorm_backward(dh, cache["attn_ln"])
+        # attn_res = dropout(attn) + x
+        dx = dattn_res.copy()
+        dattn = dropout_backward(dattn_res, cache["attn_drop"])
+        dx_through_attn, grads[n + "attn.qkv.W"], grads[n + "attn.qkv.b"], grads[n + "attn.out.W"], \
+            grads[n + "attn.out.b"] = attention_backward(dattn, cache["attn"])
+        dx += dx_through_attn  # x was used twice: by attention and by the residual sum
         return dx
 
     def _encode_backward(self, dseq, dpooled, cache, grads):
-        """Reverse of _encode: dseq (B, T, H) and dpooled (B, H) -> fills the encoder's grads."""
+        """Reverse of _encode, from sequence_output (B, T, H) and pooled_output (B, H) back to the
+        embeddings. Fills every encoder gradient except the word table's and returns `dword`
+        (B, T, H), the gradient of the word lookup's output: the model adds it into the table
+        with `_word_lookup_backward`, beside any other use of that table (the tied MLM decoder)."""
         p = self.params
-        dseq = dseq.copy()
+        dx = dseq.copy()
         if dpooled is not None:
             dense_cache, tanh_cache = cache["pool"]
-            d = tanh_backward(dpooled, tanh_cache)
-            dfirst, grads["pooler.W"], grads["pooler.b"] = linear_backward(d, dense_cache)
-            dseq[:, 0] += dfirst
+            dpool_in = tanh_backward(dpooled, tanh_cache)
+            dfirst, grads["pooler.W"], grads["pooler.b"] = linear_backward(dpool_in, dense_cache)
+            dx[:, 0] += dfirst  # the pooler read the first token
         elif self.add_pooling_layer:  # the pooler was not used: its gradient is exactly zero
             xp = backend.array_module(dseq)
             grads["pooler.W"], grads["pooler.b"] = xp.zeros_like(p["pooler.W"]), xp.zeros_like(p["pooler.b"])
-        dx = dseq
         for i in reversed(range(self.config.num_hidden_layers)):
             dx = self._layer_backward(i, dx, cache["layers"][i], grads)
-        word_cache, type_cache, ln_cache, drop_cache = cache["emb"]
+        _, segment_cache, ln_cache, drop_cache = cache["emb"]
         dx = dropout_backward(dx, drop_cache)
-        dx, grads["embeddings.ln.gamma"], grads["embeddings.ln.beta"] = layernorm_backward(dx, ln_cache)
-        # [PAD]'s row never learns (Hugging Face's padding_idx): padding must not carry meaning,
-        # so padded positions send nothing to the table
-        ids, shape = word_cache
+        # embedded = word + segment + position: each of the three gets all of dembedded
+        dembedded, grads["embeddings.ln.gamma"], grads["embeddings.ln.beta"] = layernorm_backward(dx, ln_cache)
+        grads["embeddings.token_type"] = embedding_backward(dembedded, segment_cache)
+        dposition = backend.array_module(dembedded).zeros_like(p["embeddings.position"])
+        dposition[: cache["T"]] = dembedded.sum(axis=0)  # each position row was used once per sequence
+        grads["embeddings.position"] = dposition
+        return dembedded  # = dword
+
+    def _word_lookup_backward(self, dword, cache, dtable=None):
+        """Add the word lookup's share of the table's gradient into dtable (a new zero table if None).
+
+        Positions holding [PAD] send nothing back, as with Hugging Face's `padding_idx`: padding
+        must not carry meaning. That masks only the lookup: a tied decoder that scores [PAD] as
+        a candidate still sends its row a gradient (as in PyTorch)."""
+        ids, shape = cache["emb"][0]
         real = ids != self.config.pad_token_id
-        # the table may already hold the tied MLM decoder's share: add into it, don't overwrite
-        grads["embeddings.word"] = embedding_backward(dx[real], (ids[real], shape), grads.get("embeddings.word"))
-        grads["embeddings.token_type"] = embedding_backward(dx, type_cache)
-        dpos = backend.array_module(dx).zeros_like(p["embeddings.position"])
-        dpos[: cache["T"]] = dx.sum(axis=0)  # each position row was used once per sequence
-        grads["embeddings.position"] = dpos
+        return embedding_backward(dword[real], (ids[real], shape), dtable)
 
     # -- public API ----------------------------------------------------------------
     def _rng(self, training, rng):
@@ -275,12 +259,13 @@ class BertModel:
         """Gradients of sum(sequence_output * dsequence_output) + sum(pooled_output * dpooled_output)."""
         cache = self._take_cache()
         if dsequence_output is None:
-            B, H = (dpooled_output.shape if dpooled_output is not None else (None, None))
-            if B is None:
+            if dpooled_output is None:
                 raise ValueError("backward needs dsequence_output or dpooled_output")
+            B, H = dpooled_output.shape
             dsequence_output = backend.array_module(dpooled_output).zeros((B, cache["T"], H), self.dtype)
         grads = {}
-        self._encode_backward(dsequence_output, dpooled_output, cache, grads)
+        dword = self._encode_backward(dsequence_output, dpooled_output, cache, grads)
+        grads["embeddings.word"] = self._word_lookup_backward(dword, cache)
         return grads
 
     def _take_cache(self):
@@ -291,56 +276,30 @@ class BertModel:
         cache, self._cache = self._cache, None  # a second backward() must not reuse it
         return cache
 
-    # -- minibert's own checkpoint format ----------------------------------------------
+    # -- files: the code lives in minibert/weights.py (minibert's format) and minibert/hf.py --
     def save(self, path) -> None:
         """Write `path/config.json` and `path/params.safetensors` (minibert's names), atomically."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_arrays(path / "params.safetensors", self.params, {"class": type(self).__name__})
-        write_text_atomic(path / "config.json", _json(self.config.to_dict()))
+        weights.save_model(self, path)
 
     @classmethod
     def load(cls, path, dtype=np.float32):
         """Read a folder written by save(); never unpickles anything."""
-        path = Path(path)
-        config = BertConfig.from_json_file(path / "config.json")
-        arrays, _ = load_arrays(path / "params.safetensors")
-        model = cls(config, dtype=dtype)
-        model.load_params(arrays, source=str(path / "params.safetensors"))
-        return model
+        return weights.load_model(cls, path, dtype)
 
-    # -- Hugging Face checkpoints (names mapped in hf.py) --------------------------------
+    def load_params(self, arrays: dict, source: str = "arrays", strict: bool = True) -> list:
+        """Copy arrays into params, checking names and shapes. Returns the names not provided."""
+        return weights.load_params(self, arrays, source, strict)
+
     @classmethod
     def from_pretrained(cls, path, dtype=np.float32, seed: int = 0, **kwargs):
         """Load a Hugging Face BERT folder (config.json + model.safetensors). Checkpoints of
         BertModel, BertForPreTraining and BertForMaskedLM load, with or without "bert."; heads
         the checkpoint lacks are freshly initialized and listed in `model.newly_initialized`."""
-        from .hf import load_into
-
         return load_into(cls, path, dtype=dtype, seed=seed, **kwargs)
 
     def save_pretrained(self, path, tokenizer=None):
         """Write a folder transformers' from_pretrained (and, with a tokenizer, AutoTokenizer) loads."""
-        from .hf import save_hf_folder
-
         return save_hf_folder(self, path, tokenizer)
-
-    def load_params(self, arrays: dict, source: str = "arrays", strict: bool = True) -> list:
-        """Copy arrays into params, checking names and shapes. Returns the names not provided."""
-        unexpected = sorted(set(arrays) - set(self.params))
-        missing = sorted(set(self.params) - set(arrays))
-        if unexpected:
-            raise CheckpointError(f"{source}: unexpected tensor {unexpected[0]!r} (and {len(unexpected) - 1} more)"
-                                  if len(unexpected) > 1 else f"{source}: unexpected tensor {unexpected[0]!r}")
-        if missing and strict:
-            raise CheckpointError(f"{source}: missing tensor {missing[0]!r}" +
-                                  (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-        for name, a in arrays.items():
-            if tuple(a.shape) != tuple(self.params[name].shape):
-                raise CheckpointError(f"{source}: tensor {name!r} has shape {tuple(a.shape)}, "
-                                      f"the config needs {tuple(self.params[name].shape)}")
-            self.params[name] = backend.to_device(np.asarray(a), dtype=self.dtype)
-        return missing
 
 
 class BertForPreTraining(BertModel):
@@ -373,16 +332,16 @@ class BertForPreTraining(BertModel):
             if P and (int(positions.min()) < 0 or int(positions.max()) >= seq.shape[1]):
                 raise ValueError(f"masked_lm_positions must lie in [0, {seq.shape[1]})")
             rows = xp.arange(B)[:, None]
-            h = seq[rows, positions]  # (B, P, H)
+            gathered = seq[rows, positions]  # (B, P, H)
             act_forward, _ = ACTIVATIONS[c.hidden_act]
-            h, dense_cache = linear_forward(h, p["mlm.transform.W"], p["mlm.transform.b"])
-            h, act_cache = act_forward(h)
-            h, ln_cache = layernorm_forward(h, p["mlm.ln.gamma"], p["mlm.ln.beta"], c.layer_norm_eps)
+            mlm_dense, dense_cache = linear_forward(gathered, p["mlm.transform.W"], p["mlm.transform.b"])
+            mlm_act, act_cache = act_forward(mlm_dense)
+            mlm_hidden, ln_cache = layernorm_forward(mlm_act, p["mlm.ln.gamma"], p["mlm.ln.beta"], c.layer_norm_eps)
             # the decoder is the word-embedding table; one 2-D product (a 3-D one was 4x slower)
-            logits = (h.reshape(B * P, -1) @ p["embeddings.word"].T).reshape(B, P, -1)  # (B, P, V)
+            logits = (mlm_hidden.reshape(B * P, -1) @ p["embeddings.word"].T).reshape(B, P, -1)  # (B, P, V)
             logits += p["mlm.bias"]
             out.mlm_logits = logits
-            cache["mlm"] = (rows, positions, dense_cache, act_cache, ln_cache, h)
+            cache["mlm"] = (rows, positions, dense_cache, act_cache, ln_cache, mlm_hidden)
 
         labels_given = batch.get("masked_lm_labels") is not None and batch.get("next_sentence_label") is not None
         if labels_given:
@@ -411,32 +370,50 @@ class BertForPreTraining(BertModel):
         p = self.params
         grads = {}
         mlm_ce, nsp_ce = cache["ce"]
-        # NSP: loss -> logits -> pooled
-        dnsp = cross_entropy_backward(1.0, nsp_ce)  # (B, 2)
-        dpooled, grads["nsp.W"], grads["nsp.b"] = linear_backward(dnsp, cache["nsp"])
-        # MLM: loss -> logits -> transformed hidden states -> sequence output at masked positions
-        rows, positions, dense_cache, act_cache, ln_cache, h = cache["mlm"]
+        # NSP: loss -> nsp_logits -> pooled
+        dnsp_logits = cross_entropy_backward(1.0, nsp_ce)  # (B, 2)
+        dpooled, grads["nsp.W"], grads["nsp.b"] = linear_backward(dnsp_logits, cache["nsp"])
+        # MLM: loss -> mlm_logits -> mlm_hidden -> mlm_act -> mlm_dense -> gathered -> sequence_output
+        rows, positions, dense_cache, act_cache, ln_cache, mlm_hidden = cache["mlm"]
         B, P = positions.shape
-        H = h.shape[-1]
-        dlogits = cross_entropy_backward(1.0, mlm_ce)  # (B*P, V)
-        h2 = h.reshape(B * P, H)
-        grads["mlm.bias"] = dlogits.sum(axis=0)
-        grads["embeddings.word"] = dlogits.T @ h2  # (V, H): the tied decoder's share
-        dh = (dlogits @ p["embeddings.word"]).reshape(B, P, H)
-        dh, grads["mlm.ln.gamma"], grads["mlm.ln.beta"] = layernorm_backward(dh, ln_cache)
+        H = mlm_hidden.shape[-1]
+        dmlm_logits = cross_entropy_backward(1.0, mlm_ce)  # (B*P, V)
+        grads["mlm.bias"] = dmlm_logits.sum(axis=0)
+        dword_table_as_decoder = dmlm_logits.T @ mlm_hidden.reshape(B * P, H)  # (V, H)
+        dmlm_hidden = (dmlm_logits @ p["embeddings.word"]).reshape(B, P, H)
+        dmlm_act, grads["mlm.ln.gamma"], grads["mlm.ln.beta"] = layernorm_backward(dmlm_hidden, ln_cache)
         _, act_backward = ACTIVATIONS[self.config.hidden_act]
-        dh = act_backward(dh, act_cache)
-        dh, grads["mlm.transform.W"], grads["mlm.transform.b"] = linear_backward(dh, dense_cache)
+        dmlm_dense = act_backward(dmlm_act, act_cache)
+        dgathered, grads["mlm.transform.W"], grads["mlm.transform.b"] = linear_backward(dmlm_dense, dense_cache)
         enc = cache["enc"]
-        xp = backend.array_module(dh)
-        dseq = xp.zeros((B, enc["T"], H), dtype=dh.dtype)
-        backend.scatter_add(dseq, (rows.repeat(P, axis=1), positions), dh)  # repeated positions add up
-        # encoder (adds the embedding lookup's share to grads["embeddings.word"])
-        self._encode_backward(dseq, dpooled, enc, grads)
+        xp = backend.array_module(dgathered)
+        dseq = xp.zeros((B, enc["T"], H), dtype=dgathered.dtype)
+        backend.scatter_add(dseq, (rows.repeat(P, axis=1), positions), dgathered)  # repeated positions add up
+        dword = self._encode_backward(dseq, dpooled, enc, grads)
+        # the word table is used twice, as the MLM decoder and as the input lookup: its gradient
+        # is the sum of both shares (the lookup's is added into the decoder's, in place)
+        grads["embeddings.word"] = self._word_lookup_backward(dword, enc, dtable=dword_table_as_decoder)
         return grads
 
 
-def _json(d: dict) -> str:
-    import json
-
-    return json.dumps(d, indent=2) + "\n"
+def check_inputs(batch: dict, config: BertConfig, xp):
+    """(input_ids, token_type_ids, attention_mask) on the parameters' device, each (B, T), checked against
+    the config; token types default to 0 and the mask to all ones."""
+    if "input_ids" not in batch:
+        raise KeyError("batch has no 'input_ids'")
+    ids = xp.asarray(batch["input_ids"])
+    if ids.ndim != 2:
+        raise ValueError(f"input_ids must have shape (B, T), got {ids.shape}")
+    B, T = ids.shape
+    types = xp.asarray(batch["token_type_ids"]) if batch.get("token_type_ids") is not None else xp.zeros_like(ids)
+    mask = xp.asarray(batch["attention_mask"]) if batch.get("attention_mask") is not None else xp.ones_like(ids)
+    if T > config.max_position_embeddings:
+        raise ValueError(f"sequence length {T} exceeds max_position_embeddings {config.max_position_embeddings}")
+    for name, a, limit in (("input_ids", ids, config.vocab_size), ("token_type_ids", types, config.type_vocab_size)):
+        if a.shape != (B, T):
+            raise ValueError(f"{name} has shape {a.shape}, expected {(B, T)}")
+        if a.size and (int(a.min()) < 0 or int(a.max()) >= limit):
+            raise ValueError(f"{name} must lie in [0, {limit}), got values in [{int(a.min())}, {int(a.max())}]")
+    if mask.shape != (B, T):
+        raise ValueError(f"attention_mask has shape {mask.shape}, expected {(B, T)}")
+    return ids, types, mask

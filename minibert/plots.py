@@ -3,7 +3,6 @@ notebook); plot_run writes them as PNG files into a run folder."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -11,6 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .backend import to_host
+from .io import read_json
+from .runs import load_run, read_metrics
 
 KIND_LABELS = {"mask": "[MASK]", "random": "random token", "keep": "unchanged"}
 
@@ -61,16 +62,6 @@ def masking_figure(stats: dict) -> Figure:
     ax.set_ylabel("runs")
     ax.set_title("Masked span lengths")
     return fig
-
-
-def read_metrics(path) -> dict:
-    """metrics.jsonl -> {"train": [records], "eval": [records]}."""
-    out = {"train": [], "eval": []}
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            out[record["split"]].append(record)
-    return out
 
 
 def training_figure(metrics: dict, vocab_size: int) -> Figure:
@@ -142,13 +133,12 @@ def plot_run(run_dir, model=None, tokenizer=None, example=("Oslo is a city in No
     """Write masking.png, training.png and attention.png into a run folder; returns the figures."""
     run_dir = Path(run_dir)
     if model is None or tokenizer is None:
-        from .train import load_run
-
-        model, tokenizer, _, _ = load_run(run_dir)
+        run = load_run(run_dir, kind="pretrain")
+        model, tokenizer = run.model, run.tokenizer
     figures = {}
     stats_path = run_dir / "masking_stats.json"
     if stats_path.is_file():
-        figures["masking"] = masking_figure(json.loads(stats_path.read_text()))
+        figures["masking"] = masking_figure(read_json(stats_path, "masking statistics"))
     figures["training"] = training_figure(read_metrics(run_dir / "metrics.jsonl"), model.config.vocab_size)
     figures["attention"] = attention_figure(*attention_example(model, tokenizer, *example))
     for name, fig in figures.items():
@@ -156,14 +146,16 @@ def plot_run(run_dir, model=None, tokenizer=None, example=("Oslo is a city in No
     return figures
 
 
-def finetune_figure(runs: dict, task: str) -> Figure:
-    """Fine-tuning curves of one or more runs on shared axes: {label: read_metrics(...)}.
+def finetune_figure(runs: dict) -> Figure:
+    """Fine-tuning curves of one or more runs on shared axes: {label: read_metrics(...)}: the loss,
+    and each held-out metric the runs logged (exact match and F1 for QA, accuracy for classification).
 
     With a run from a pre-trained start and one from scratch this is the transfer-learning plot.
     """
-    keys = ["exact_match", "f1"] if task == "qa" else ["accuracy"]
+    first = next(iter(runs.values()))["eval"]
+    keys = [k for k in (first[0] if first else {}) if k not in ("step", "split", "loss", "lr", "tokens_per_second")]
     fig = Figure(figsize=(6 * (1 + len(keys)), 4.5), layout="constrained")
-    axes = fig.subplots(1, 1 + len(keys))
+    axes = fig.subplots(1, 1 + len(keys), squeeze=False)[0]
     for label, metrics in runs.items():
         train, held = metrics["train"], metrics["eval"]
         line, = axes[0].plot([r["step"] for r in train], [r["loss"] for r in train], alpha=0.6, label=f"{label}: train")
@@ -178,7 +170,7 @@ def finetune_figure(runs: dict, task: str) -> Figure:
     axes[0].legend()
     titles = {"exact_match": "Held-out exact match (%)", "f1": "Held-out F1 (%)", "accuracy": "Held-out accuracy"}
     for ax, key in zip(axes[1:], keys):
-        ax.set_title(titles[key])
+        ax.set_title(titles.get(key, f"Held-out {key}"))
         ax.set_xlabel("step")
         ax.legend()
     return fig

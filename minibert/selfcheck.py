@@ -85,16 +85,23 @@ def layer_checks(seed: int = 0) -> dict:
     return {name: gradcheck(fn, arrays, seed=seed) for name, (fn, arrays) in cases.items()}
 
 
-def model_check(seed: int = 0) -> dict:
-    """{tensor: relative error} for a whole BertForPreTraining with dropout (fixed masks)."""
+def model_check_case(seed: int = 0):
+    """(model, batch) of the whole-model check: float64, 3 segment types all used, a padded row."""
     config = BertConfig(vocab_size=40, hidden_size=12, num_hidden_layers=2, num_attention_heads=3,
                         intermediate_size=20, type_vocab_size=3, max_position_embeddings=16, initializer_range=0.3)
     model = BertForPreTraining(config, seed=seed, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    batch = {"input_ids": rng.integers(1, 40, (2, 7)),  # 0 is [PAD] "token_type_ids": rng.integers(0, 3, (2, 7)),
-             "attention_mask": np.array([[1] * 7, [1, 1, 1, 1, 0, 0, 0]]),
+    batch = {"input_ids": rng.integers(1, 40, (2, 7)),  # 0 is [PAD]
+             "token_type_ids": np.array([[0, 0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 0, 0, 0]]),  # all three segment types
+             "attention_mask": np.array([[1] * 7, [1, 1, 1, 1, 0, 0, 0]]),  # the second row is padded
              "masked_lm_positions": np.array([[1, 4], [2, 3]]), "masked_lm_labels": rng.integers(0, 40, (2, 2)),
              "masked_lm_weights": np.array([[1.0, 1.0], [1.0, 0.0]]), "next_sentence_label": np.array([0, 1])}
+    return model, batch
+
+
+def model_check(seed: int = 0) -> dict:
+    """{tensor: relative error} for a whole BertForPreTraining with dropout (fixed masks)."""
+    model, batch = model_check_case(seed)
 
     def fn(**params):
         out = model.forward(batch, training=True, rng=np.random.default_rng(seed))

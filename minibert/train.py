@@ -1,20 +1,8 @@
-"""Pre-training: the loop `minibert pretrain` runs, its checkpoints, and resuming.
+"""Pre-training: what `minibert pretrain` runs. Start a run (or resume one), hand the model,
+its batches and its evaluation to the shared loop in minibert/loop.py, then report.
 
-One step:  batch -> forward (dropout on) -> loss -> backward -> clip the global norm -> AdamW.
-
-A run folder holds everything needed to continue or use the model:
-
-    train_config.json   the PretrainConfig the run was started with
-    config.json         the model's BertConfig (Hugging Face layout)
-    vocab.txt           the tokenizer's vocabulary
-    metrics.jsonl       one JSON object per logged step ("split": "train" or "eval")
-    masking_stats.json  what masking did to a sample of training batches
-    checkpoints/        step-NNNNNN/ {params, optimizer}.safetensors + state.json, and `latest`
-    *.png               the plots (minibert plot RUN_DIR draws them again)
-
-Randomness is derived from (seed, step): the data order from (seed, epoch), each batch's
-masks and dropout from (seed, step). So a checkpoint's step and data position are the
-whole random state, and a resumed run repeats exactly what an uninterrupted one does.
+The run folder's files are described in minibert/runs.py; the step itself, the random
+streams and Ctrl-C in minibert/loop.py.
 """
 
 from __future__ import annotations
@@ -22,9 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,14 +28,14 @@ from .data import (
     split_documents,
     tokenize_documents,
 )
-from .io import CheckpointError, load_arrays, save_arrays, write_text_atomic
+from .io import CheckpointError, read_json, write_text_atomic
+from .loop import MASKING_SAMPLE, MASKS, TrainingError, step_seed, train_loop
 from .model import BertForPreTraining
-from .optim import AdamW, clip_by_global_norm, linear_warmup_decay
+from .optim import AdamW
+from .runs import has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run, new_run_folder, run_kind
 from .tokenization import WordPieceTokenizer, train_wordpiece
 
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (for example the loss became NaN); the message says why and what was kept."""
+__all__ = ["PretrainConfig", "PretrainResult", "TrainingError", "pretrain", "summary"]
 
 
 @dataclass(frozen=True)
@@ -100,11 +85,6 @@ class PretrainConfig:
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"--eval-fraction must be in (0, 1), got {self.eval_fraction}")
         self.masking_config()  # raises on bad masking options
-
-
-def _step_seed(seed: int, step: int, stream: int) -> int:
-    """An independent seed for each (step, stream): stream 0 masks, stream 1 dropout."""
-    return (seed * 1_000_003 + step) * 4 + stream
 
 
 # ------------------------------------------------------------------ run setup
@@ -162,13 +142,12 @@ class BatchStream:
         return create_pretraining_instances(self.docs, self.tokenizer, self.cfg.seq_length, seed=self.cfg.seed * 1000 + epoch,
                                             short_seq_prob=self.cfg.short_seq_prob, masking=masking)
 
-    def restart(self) -> None:
-        """Back to the first batch of epoch 0 (its pairs are kept when they are still here)."""
-        if self.epoch != 0:
-            self.instances = self._make(0)
-        self.epoch, self.offset = 0, 0
+    def position(self) -> dict:
+        """Where the next batch comes from (saved in checkpoints)."""
+        return {"epoch": self.epoch, "offset": self.offset}
 
-    def next(self, step: int) -> dict:
+    def next(self, step: int, stream: int = MASKS) -> dict:
+        """The next batch, its masks drawn with the seed of (seed, step, stream)."""
         B = self.cfg.batch_size
         if self.offset + B > len(self.instances):
             self.epoch, self.offset = self.epoch + 1, 0
@@ -178,7 +157,7 @@ class BatchStream:
                                  f"--batch-size {B}")
         chunk = self.instances[self.offset:self.offset + B]
         self.offset += B
-        rng = np.random.default_rng(_step_seed(self.cfg.seed, step, 0))
+        rng = np.random.default_rng(step_seed(self.cfg.seed, step, stream))
         masking = self.masking if self.cfg.dynamic_masking else None
         return collate(chunk, self.tokenizer, max_predictions=self.cfg.max_predictions, masking=masking, rng=rng)
 
@@ -219,58 +198,77 @@ def baselines(batches) -> dict:
             "nsp_majority_accuracy": float(max(nsp.mean(), 1 - nsp.mean()))}
 
 
-# ------------------------------------------------------------------ checkpoints
-def save_checkpoint(run_dir: Path, model, optimizer, state: dict, keep: int = 2) -> Path:
-    """Write checkpoints/step-NNNNNN/ under a temporary name, rename it into place, then
-    point `latest` at it. A crash at any moment leaves `latest` naming a complete checkpoint."""
-    ckpts = run_dir / "checkpoints"
-    ckpts.mkdir(parents=True, exist_ok=True)
-    name = f"step-{state['step']:06d}"
-    tmp = ckpts / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_arrays(tmp / "params.safetensors", model.params)
-    save_arrays(tmp / "optimizer.safetensors", optimizer.state_dict())
-    (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
-    final = ckpts / name
-    if final.exists():  # the same step saved again (e.g. Ctrl-C right after a periodic save)
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    write_text_atomic(ckpts / "latest", name + "\n")
-    for old in sorted(p for p in ckpts.glob("step-*") if p.is_dir())[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+def sample_masking_statistics(train_tok, tokenizer, cfg: PretrainConfig, max_batches: int = 50):
+    """What the masking does to the first training batches (about 2,000 sequences), each masked
+    with its own seed from the stream MASKING_SAMPLE, so the training batches' masks stay untouched."""
+    stream = BatchStream(train_tok, tokenizer, cfg)
+    sample = [stream.next(i, MASKING_SAMPLE) for i in range(1, min(max_batches, 2000 // cfg.batch_size + 1) + 1)]
+    return masking_statistics(sample, tokenizer)
 
 
-def latest_checkpoint(run_dir) -> Path:
-    run_dir = Path(run_dir)
-    pointer = run_dir / "checkpoints" / "latest"
-    if not (run_dir / "train_config.json").is_file() or not pointer.is_file():
-        raise CheckpointError(f"{run_dir}: not a minibert run folder (no train_config.json or checkpoints/latest)")
-    path = run_dir / "checkpoints" / pointer.read_text().strip()
-    if not path.is_dir():
-        raise CheckpointError(f"{pointer}: names {path.name}, which does not exist")
-    return path
+# ------------------------------------------------------------------ starting and resuming
+@dataclass
+class Session:
+    """Everything a pre-training run needs, from a fresh start or a checkpoint."""
+
+    cfg: PretrainConfig
+    run_dir: Path
+    model: BertForPreTraining
+    tokenizer: WordPieceTokenizer
+    optimizer: AdamW
+    stream: BatchStream
+    eval_batches: list
+    start_step: int
 
 
-def load_run(run_dir, dtype=np.float32):
-    """(model, tokenizer, train config, state) from a run folder's latest checkpoint."""
-    run_dir = Path(run_dir)
-    ckpt = latest_checkpoint(run_dir)
-    cfg = PretrainConfig(**json.loads((run_dir / "train_config.json").read_text()))
-    tokenizer = WordPieceTokenizer.from_vocab_file(run_dir / "vocab.txt", do_lower_case=True)
-    config = BertConfig.from_json_file(run_dir / "config.json")
-    if config.vocab_size != len(tokenizer):
-        raise CheckpointError(f"{run_dir}: config.json has vocab_size {config.vocab_size} but vocab.txt has "
-                              f"{len(tokenizer)} tokens")
-    model = BertForPreTraining(config, dtype=dtype)
-    arrays, _ = load_arrays(ckpt / "params.safetensors")
-    model.load_params(arrays, source=str(ckpt / "params.safetensors"))
-    state = json.loads((ckpt / "state.json").read_text())
-    return model, tokenizer, cfg, state
+def start_run(cfg: PretrainConfig, run_dir: Path) -> Session:
+    """A new run in run_dir (already created, empty): data, vocabulary, model and the run's first files."""
+    train_docs, eval_docs = load_corpus(cfg)
+    tokenizer = build_tokenizer(cfg, train_docs)
+    config = build_model_config(cfg, tokenizer)
+    model = BertForPreTraining(config, seed=cfg.seed)
+    train_tok = tokenize_documents(train_docs, tokenizer)
+    write_text_atomic(run_dir / "train_config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    config.to_json_file(run_dir / "config.json")
+    tokenizer.save_vocab(run_dir / "vocab.txt")
+    (run_dir / "metrics.jsonl").write_text("")
+    stats = sample_masking_statistics(train_tok, tokenizer, cfg)
+    write_text_atomic(run_dir / "masking_stats.json", json.dumps(stats.to_dict(cfg.masking_config())) + "\n")
+    optimizer = AdamW(model.params, weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
+    return Session(cfg, run_dir, model, tokenizer, optimizer, BatchStream(train_tok, tokenizer, cfg),
+                   make_eval_batches(eval_docs, tokenizer, cfg), 0)
 
 
-# ------------------------------------------------------------------ the loop
+def read_pretrain_config(run_dir: Path) -> PretrainConfig:
+    """The PretrainConfig a run was started with (its train_config.json)."""
+    path = run_dir / "train_config.json"
+    saved = read_json(path, "training configuration")
+    names = {f.name for f in dataclasses.fields(PretrainConfig)}
+    unknown = sorted(set(saved) - names) if isinstance(saved, dict) else []
+    if not isinstance(saved, dict) or unknown:
+        raise CheckpointError(f"{path}: not a pre-training configuration" +
+                              (f" (unknown field {unknown[0]!r})" if unknown else ""))
+    return PretrainConfig(**saved)
+
+
+def resume_run(run_dir: Path, echo=print) -> Session:
+    """The run in run_dir, at its latest checkpoint: parameters, optimizer, step and data position."""
+    cfg = read_pretrain_config(run_dir)
+    backend.set_backend(cfg.backend)  # before the model is built: its arrays go to the run's device
+    run = load_run(run_dir, kind="pretrain")
+    train_docs, eval_docs = load_corpus(cfg)
+    train_tok = tokenize_documents(train_docs, run.tokenizer)
+    optimizer = AdamW(run.model.params, weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
+    optimizer.load_state_dict(load_optimizer_state(run_dir), run.state["optimizer_step"])
+    step = run.state["step"]
+    stream = BatchStream(train_tok, run.tokenizer, cfg, run.state["epoch"], run.state["offset"])
+    keep_metrics_up_to(run_dir / "metrics.jsonl", step)  # the steps after the checkpoint are about to be redone
+    echo(f"resuming {run_dir} from step {step} of {cfg.steps}")
+    return Session(cfg, run_dir, run.model, run.tokenizer, optimizer, stream,
+                   make_eval_batches(eval_docs, run.tokenizer, cfg), step)
+
+
+# ------------------------------------------------------------------ the run
 @dataclass
 class PretrainResult:
     run_dir: Path
@@ -281,35 +279,7 @@ class PretrainResult:
     interrupted: bool = False
     model: object = None
     tokenizer: object = None
-
-
-class _StopRequest:
-    """Ctrl-C sets a flag; the loop finishes the step, saves, and stops. A second Ctrl-C stops at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = None
-
-    def __enter__(self):
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: leave Ctrl-C alone
-            self._old = None
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-
-
-def _log(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    files: tuple = ()  # what the run folder holds for the reader, e.g. ("metrics.jsonl", "training.png")
 
 
 def pretrain(cfg: PretrainConfig = PretrainConfig(), resume: str | None = None, progress: bool = True,
@@ -321,155 +291,53 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), resume: str | None = None, 
     stop as Ctrl-C does (tests use it to interrupt at a chosen step).
     """
     start_time = time.perf_counter()
+    restart = False
     if resume is not None:
         run_dir = Path(resume)
-        ckpt = latest_checkpoint(run_dir)
-        cfg = PretrainConfig(**json.loads((run_dir / "train_config.json").read_text()))
+        if run_kind(run_dir) == "pretrain" and not has_checkpoint(run_dir):  # e.g. killed before its first checkpoint
+            cfg, restart = read_pretrain_config(run_dir), True
+            cfg = dataclasses.replace(cfg, out=str(run_dir))
+            echo(f"{run_dir} has no checkpoint yet: starting it again from step 0")
+    if resume is not None and not restart:
+        session = resume_run(Path(resume), echo)
+        result = _train(session, progress, on_step)
     else:
         cfg.validate()
-        run_dir = Path(cfg.out)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"{run_dir}: the run folder exists and is not empty; choose another --out, "
-                                  f"or continue it with --resume {run_dir}")
-    backend.set_backend(cfg.backend)
-    backend.tune_malloc()
-
-    train_docs, eval_docs = load_corpus(cfg)
-    if resume is None:
-        tokenizer = build_tokenizer(cfg, train_docs)
-        config = build_model_config(cfg, tokenizer)
-        model = BertForPreTraining(config, seed=cfg.seed)
-    else:
-        model, tokenizer, _, state = load_run(run_dir)  # the latest checkpoint's parameters and step
-        config = model.config
-    train_tok = tokenize_documents(train_docs, tokenizer)
-    eval_batches = make_eval_batches(eval_docs, tokenizer, cfg)
-    base = baselines(eval_batches)
-
-    optimizer = AdamW(model.params, weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
-    metrics_path = run_dir / "metrics.jsonl"
-    if resume is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "train_config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-        config.to_json_file(run_dir / "config.json")
-        tokenizer.save_vocab(run_dir / "vocab.txt")
-        metrics_path.write_text("")
-        step, epoch, offset = 0, 0, 0
-        stream = BatchStream(train_tok, tokenizer, cfg)
-        sample = [stream.next(10**9 + i) for i in range(min(50, 2000 // cfg.batch_size + 1))]  # steps no run reaches
-        stats = masking_statistics(sample, tokenizer)
-        _save_masking_stats(run_dir / "masking_stats.json", stats, cfg)
-        stream.restart()  # the real stream starts from the beginning
-    else:
-        opt_arrays, _ = load_arrays(ckpt / "optimizer.safetensors")
-        optimizer.load_state_dict(opt_arrays, state["optimizer_step"])
-        step, epoch, offset = state["step"], state["epoch"], state["offset"]
-        stream = BatchStream(train_tok, tokenizer, cfg, epoch, offset)
-        # keep only the metrics up to the checkpoint: the steps after it are about to be redone
-        kept = [line for line in metrics_path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        write_text_atomic(metrics_path, "".join(line + "\n" for line in kept))
-        echo(f"resuming {run_dir} from step {step} of {cfg.steps}")
-
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else max(1, cfg.steps // 10)
-    last_saved = step
-    interrupted = False
-    window = _Window()
-    last_eval = None
-
-    def snapshot(at_step):
-        return {"step": at_step, "epoch": stream.epoch, "offset": stream.offset, "optimizer_step": optimizer.step_count,
-                "seed": cfg.seed, "rng": "derived from (seed, step): masks (seed, step, 0), dropout (seed, step, 1), "
-                                         "pair order (seed * 1000 + epoch)"}
-
-    bar = _progress_bar(progress, step, cfg.steps)
-    with _StopRequest() as stop:
-        while step < cfg.steps:
-            if stop.requested:
-                interrupted = True
-                break
-            step += 1
-            lr = linear_warmup_decay(step, cfg.lr, warmup, cfg.steps)
-            batch = stream.next(step)
-            t0 = time.perf_counter()
-            out = model.forward(batch, training=True, rng=backend.default_rng(_step_seed(cfg.seed, step, 1)))
-            loss = float(out.loss)
-            if not math.isfinite(loss):
-                kept = (f"the last good checkpoint (step {last_saved}) is kept in {run_dir / 'checkpoints'}"
-                        if last_saved > 0 else "no checkpoint had been written yet")
-                raise TrainingError(f"the loss became {loss} at step {step}; training stopped, {kept}; "
-                                    "try a lower --lr")
-            grads = model.backward()
-            clip_by_global_norm(grads, cfg.max_grad_norm)
-            optimizer.step(model.params, grads, lr)
-            window.add(out, batch, time.perf_counter() - t0)
-
-            if step % cfg.log_interval == 0 or step == cfg.steps:
-                record = {"step": step, "split": "train", **window.means(), "lr": lr}
-                _log(metrics_path, record)
-                bar.set_postfix_str(f"mlm {record['mlm_loss']:.2f}/{record['mlm_accuracy']:.2f} "
-                                    f"nsp {record['nsp_loss']:.2f}/{record['nsp_accuracy']:.2f} "
-                                    f"lr {lr:.1e} {record['tokens_per_second']:,.0f} tok/s", refresh=False)
-                window = _Window()
-            if step % cfg.eval_interval == 0 or step == cfg.steps:
-                last_eval = evaluate(model, eval_batches)
-                _log(metrics_path, {"step": step, "split": "eval", **last_eval, "lr": lr, "tokens_per_second": None})
-            if step % cfg.checkpoint_interval == 0 or step == cfg.steps:
-                save_checkpoint(run_dir, model, optimizer, snapshot(step))
-                last_saved = step
-            bar.update(1)
-            if on_step is not None:
-                on_step(step, lambda: setattr(stop, "requested", True))
-        if stop.requested and step < cfg.steps:
-            interrupted = True
-        if interrupted and last_saved != step:
-            save_checkpoint(run_dir, model, optimizer, snapshot(step))
-    bar.close()
-
-    if last_eval is None:
-        last_eval = evaluate(model, eval_batches)
-    elapsed = time.perf_counter() - start_time
-    if plots and not interrupted:
+        backend.set_backend(cfg.backend)
+        # the folder is removed again if the run fails before its first checkpoint
+        with new_run_folder(Path(cfg.out), restart=restart) as run_dir:
+            session = start_run(cfg, run_dir)
+            result = _train(session, progress, on_step)
+    if plots and not result.interrupted:
         from .plots import plot_run
 
-        plot_run(run_dir, model=model, tokenizer=tokenizer)
-    result = PretrainResult(run_dir, step, last_eval, base, elapsed, interrupted, model, tokenizer)
-    echo(summary(result, config))
+        plot_run(session.run_dir, model=session.model, tokenizer=session.tokenizer)
+    files = tuple(sorted(p.name for p in session.run_dir.iterdir() if not p.name.startswith(".")))
+    result = dataclasses.replace(result, seconds=time.perf_counter() - start_time, files=files)
+    echo(summary(result, session.model.config))
     return result
 
 
-class _Window:
-    """Running means of the train metrics between two log lines."""
+def _train(session: Session, progress: bool, on_step) -> PretrainResult:
+    """The shared loop with pre-training's batches, evaluation and logged numbers."""
+    backend.tune_malloc()
+    s = session
 
-    def __init__(self):
-        self.n, self.seconds, self.tokens = 0, 0.0, 0
-        self.sums = dict(mlm_loss=0.0, nsp_loss=0.0, mlm_accuracy=0.0, nsp_accuracy=0.0)
+    def numbers(out):
+        return {k: float(getattr(out, k)) for k in ("mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy")}
 
-    def add(self, out, batch, seconds):
-        self.n += 1
-        self.seconds += seconds
-        self.tokens += int(np.sum(batch["attention_mask"]))
-        for k in self.sums:
-            self.sums[k] += float(getattr(out, k))
-
-    def means(self):
-        return {**{k: v / self.n for k, v in self.sums.items()}, "tokens_per_second": self.tokens / self.seconds}
-
-
-def _progress_bar(enabled, initial, total):
-    from tqdm import tqdm  # the plain bar: tqdm.auto wants ipywidgets in notebooks
-
-    return tqdm(total=total, initial=initial, desc="pretrain", unit="step", disable=not enabled,
-                mininterval=1.0, dynamic_ncols=True)
-
-
-def _save_masking_stats(path, stats, cfg):
-    write_text_atomic(path, json.dumps(stats.to_dict(cfg.masking_config())) + "\n")
+    loop = train_loop(s.model, s.optimizer, s.stream, s.cfg, s.run_dir, lambda: evaluate(s.model, s.eval_batches),
+                      numbers, start_step=s.start_step, progress=progress, desc="pretrain", on_step=on_step)
+    last_eval = loop.last_eval if loop.last_eval is not None else evaluate(s.model, s.eval_batches)
+    return PretrainResult(s.run_dir, loop.step, last_eval, baselines(s.eval_batches), 0.0, loop.interrupted,
+                          s.model, s.tokenizer)
 
 
 def summary(result: PretrainResult, config: BertConfig) -> str:
     e, b = result.eval_metrics, result.baselines
     m, s = divmod(int(result.seconds), 60)
     status = "interrupted at" if result.interrupted else "finished"
+    shown = [f for f in result.files if f.endswith((".jsonl", ".png"))] + ["checkpoints/"]
     lines = [
         "",
         f"minibert pretrain {status} step {result.step} in {m}m{s:02d}s "
@@ -479,7 +347,7 @@ def summary(result: PretrainResult, config: BertConfig) -> str:
         f"   MLM loss {e['mlm_loss']:.3f} (chance ln V = {math.log(config.vocab_size):.2f})",
         f"  NSP accuracy {e['nsp_accuracy']:.3f}   (majority guess: {b['nsp_majority_accuracy']:.3f})"
         f"        NSP loss {e['nsp_loss']:.3f} (chance ln 2 = {math.log(2):.2f})",
-        f"files in {result.run_dir}/: metrics.jsonl, training.png, masking.png, attention.png, checkpoints/",
+        f"files in {result.run_dir}/: {', '.join(shown)}",
     ]
     if result.interrupted:
         lines.append(f"continue with: minibert pretrain --resume {result.run_dir}")

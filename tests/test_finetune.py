@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 import minibert as mb
 from minibert.cli import main
-from minibert.finetune import FinetuneConfig, answer, finetune, load_finetuned
+from minibert.finetune import FinetuneConfig, answer, finetune
+from minibert.runs import load_run
 from minibert.gradcheck import gradcheck
 from minibert.squad import (
     best_spans,
@@ -202,7 +203,8 @@ def test_finetune_end_to_end(tmp_path, task, capsys):
     assert (tmp_path / "run" / "finetune.png").stat().st_size > 10_000
     key = "exact_match" if task == "qa" else "accuracy"
     assert key in result["eval"]
-    model, tokenizer, info = load_finetuned(tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    model, tokenizer, info = run.model, run.tokenizer, run.task
     assert info["task"] == task
     if task == "qa":
         text = answer(model, tokenizer, "Where does Anna live?", "Anna lives in Oslo. She is a baker.")

@@ -11,7 +11,8 @@ import minibert as mb
 from minibert.cli import main
 from minibert.io import load_arrays
 from minibert.predict import fill_mask, next_sentence_probability
-from minibert.train import PretrainConfig, latest_checkpoint, load_run, pretrain
+from minibert.runs import latest_checkpoint, load_run
+from minibert.train import PretrainConfig, pretrain
 
 QUICK = dict(num_documents=400, seq_length=32, batch_size=16, eval_batches=4, log_interval=5, seed=3)
 # A small model without dropout learns fastest per second; measured on this 2-core machine:
@@ -84,7 +85,8 @@ FILL_MASK_CASES = [  # sentences in the generated world's templates (not copied 
 
 def test_fill_mask_puts_the_right_word_in_the_top_3(fill_run):
     cfg, _ = fill_run
-    model, tokenizer, _, _ = load_run(cfg.out)
+    run = load_run(cfg.out)
+    model, tokenizer = run.model, run.tokenizer
     hits = 0
     for text, word in FILL_MASK_CASES:
         top3 = [tok for tok, _ in fill_mask(model, tokenizer, text, top_k=3)[0]]
@@ -107,7 +109,7 @@ def test_fill_mask_and_nsp_commands(short_run, capsys):
     exported = Path(cfg.out).parent / "hf"
     assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"} <= {p.name for p in exported.iterdir()}
     again = mb.BertForPreTraining.from_pretrained(exported)
-    model, _, _, _ = load_run(cfg.out)
+    model = load_run(cfg.out).model
     for name, value in model.params.items():
         np.testing.assert_array_equal(again.params[name], value, err_msg=name)
 
