@@ -234,3 +234,67 @@ def test_squad_v2_unanswerable_maps_to_cls():
     assert predict_answers([ex], features, [s], [s.copy()], allow_impossible=True)["n"] == ""
     assert predict_answers([ex], features, [s], [s.copy()], allow_impossible=False)["n"] in ("a", "b", "a b")
     assert squad_metrics([ex], {"n": ""}) == {"exact_match": 100.0, "f1": 100.0}
+
+
+def _scratch_setup(folder):
+    """A vocabulary and a small config for fine-tuning from scratch, written into folder."""
+    gen = mb.generate_corpus(60)
+    tok = mb.WordPieceTokenizer(mb.train_wordpiece([" ".join(d) + " " + " ".join(q["question"] for q in mb.generate_qa(60))
+                                                    for d in gen], 4000))
+    tok.save_vocab(folder / "vocab.txt")
+    (folder / "config.json").write_text(json.dumps({**SMALL, "vocab_size": len(tok)}))
+    return dict(init="scratch", vocab=str(folder / "vocab.txt"), model=str(folder / "config.json"))
+
+
+@pytest.mark.parametrize("task", ["qa", "classify"])
+def test_finetune_resume_is_bit_identical(tmp_path, task):
+    common = dict(task=task, **_scratch_setup(tmp_path), num_examples=120, steps=16, batch_size=8, eval_interval=8,
+                  checkpoint_interval=5, log_interval=2, seq_length=64)
+    quiet = dict(progress=False, plots=False, echo=lambda *a: None)
+    full = finetune(FinetuneConfig(out=str(tmp_path / "full"), **common), **quiet)
+    assert not full["interrupted"] and full["step"] == 16
+
+    def interrupt_at_7(step, stop):
+        if step == 7:
+            stop()
+
+    part = finetune(FinetuneConfig(out=str(tmp_path / "part"), **common), on_step=interrupt_at_7, **quiet)
+    assert part["interrupted"] and part["step"] == 7
+    resumed = finetune(resume=str(tmp_path / "part"), **quiet)
+    assert resumed["step"] == 16 and not resumed["interrupted"]
+    a = load_run(tmp_path / "full").model.params
+    b = load_run(tmp_path / "part").model.params
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    steps = lambda run: [json.loads(line)["step"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert steps("part") == steps("full")
+
+
+def test_finetune_ctrl_c_saves_and_exits_130(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from minibert.runs import latest_checkpoint
+
+    setup = _scratch_setup(tmp_path)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "minibert", "finetune", "classify", "--quiet", "--out", str(out),
+           "--vocab", setup["vocab"], "--model", setup["model"], "--num-examples", "200", "--batch-size", "8",
+           "--seq-length", "32", "--steps", "100000", "--log-interval", "5", "--eval-interval", "100000",
+           "--checkpoint-interval", "100000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        metrics = out / "metrics.jsonl"
+        if metrics.is_file() and metrics.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: saved step" in stderr and "--resume" in stdout
+    step = int(stderr.split("saved step ")[1].split()[0])
+    assert latest_checkpoint(out).name == f"step-{step:06d}" and step >= 10

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import minibert as mb
 from minibert.train import PretrainConfig, pretrain
-from minibert.plots import attention_example, attention_figure, masking_figure, read_metrics, training_figure
+from minibert.plots import attention_example, attention_figure, masking_figure, training_figure
+from minibert.runs import read_metrics
 from minibert.predict import fill_mask, next_sentence_probability
 print(f"minibert {mb.__version__}, source fingerprint {mb.source_fingerprint()}")
 

@@ -81,11 +81,12 @@ print("best valid span (start, end, score):", best_spans(s, e, context, n_best=1
 # independent argmaxes give an invalid span.
 
 # %%
-from minibert.finetune import load_finetuned
+from minibert.runs import load_run
 from minibert.squad import collate_features, make_features
 
 for name in ("pretrained", "scratch"):
-    model, tokenizer, _ = load_finetuned(OUT / name)
+    run = load_run(OUT / name, kind="finetune")
+    model, tokenizer = run.model, run.tokenizer
     features, _ = make_features(examples[-300:], tokenizer, 128, 64)
     out = model.forward(collate_features(features))
     bad = 0
@@ -101,7 +102,8 @@ for name in ("pretrained", "scratch"):
 # hand in the style of the generated world.
 
 # %%
-model, tokenizer, _ = load_finetuned(OUT / "pretrained")
+run = load_run(OUT / "pretrained", kind="finetune")
+model, tokenizer = run.model, run.tokenizer
 for ex in examples[-6:]:
     got = answer(model, tokenizer, ex["question"], ex["context"])
     print(f"{ex['question']:48} -> {got!r:18} (gold {ex['answers'][0]['text']!r})")
