@@ -225,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, IsADirectoryError, CheckpointError,
-               BackendError)
+# OSError covers a missing file, a folder where a file should be, no permission and a full disk
+USER_ERRORS = (ValueError, KeyError, OSError, CheckpointError, BackendError)
 
 
 def main(argv=None) -> int:

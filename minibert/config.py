@@ -98,3 +98,22 @@ PRESETS = {
     "small": dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, intermediate_size=2048),
     "base": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072),
 }
+
+
+# ------------------------------------------------------------------ command-line options
+def check_options(cfg, rules: dict) -> None:
+    """Refuse an option outside its range before anything runs. rules: field -> (low, high, what),
+    with low/high None for no bound; the value must be a finite number in [low, high] (or None where
+    the field's default is None). The error names the option as it is typed: --batch-size."""
+    for name, (low, high, what) in rules.items():
+        value = getattr(cfg, name)
+        flag = "--" + name.replace("_", "-")
+        if value is None and dataclasses.fields(cfg)[[f.name for f in dataclasses.fields(cfg)].index(name)].default is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
+                float("inf"), float("-inf")):
+            raise ValueError(f"{flag} must be a finite number ({what}), got {value!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = (f"between {low} and {high}" if low is not None and high is not None
+                      else f">= {low}" if low is not None else f"<= {high}")
+            raise ValueError(f"{flag} must be {bounds} ({what}), got {value!r}")

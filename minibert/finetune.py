@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .config import BertConfig
-from .io import CheckpointError, read_json, write_text_atomic
+from .config import BertConfig, check_options
+from .io import CheckpointError, read_json, remove_stale_temporaries, write_text_atomic
 from .loop import train_loop
 from .optim import AdamW
 from .runs import has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run, new_run_folder, read_metrics
-from .squad import collate_features, make_features, predict_answers
+from .squad import collate_features, held_out_warning, make_features, predict_answers
 from .tasks import Task, get_task
 from .tokenization import WordPieceTokenizer, train_wordpiece
 
@@ -59,10 +59,24 @@ class FinetuneConfig:
     backend: str = "numpy"
 
     def validate(self):
+        """Every option in its range, before anything is written."""
         get_task(self.task)
-        for name in ("steps", "batch_size", "eval_interval", "log_interval", "checkpoint_interval"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        check_options(self, FINETUNE_RULES)
+        for name in ("out", "init", "data", "eval_data", "vocab", "model"):
+            if getattr(self, name) == "":
+                raise ValueError(f"--{name.replace('_', '-')} must not be empty")
+
+
+FINETUNE_RULES = {
+    "num_examples": (2, 10_000_000, "generated labelled examples"), "eval_fraction": (0.001, 0.9, "share held out"),
+    "steps": (1, 100_000_000, "training steps"), "batch_size": (1, 1_000_000, "examples per batch"),
+    "seq_length": (8, 4096, "tokens per sequence"), "lr": (1e-12, 10.0, "peak learning rate"),
+    "warmup_steps": (0, 100_000_000, "steps"), "weight_decay": (0.0, 1.0, "AdamW's decay per unit lr"),
+    "max_grad_norm": (1e-12, 1e12, "global gradient norm"), "doc_stride": (1, 4096, "tokens"),
+    "max_query_length": (1, 4096, "tokens"), "max_answer_length": (1, 4096, "tokens"),
+    "eval_interval": (1, None, "steps"), "log_interval": (1, None, "steps"),
+    "checkpoint_interval": (1, None, "steps"), "seed": (0, 2**63 - 1, "a seed"),
+}
 
 
 # ------------------------------------------------------------------ data and model
@@ -163,6 +177,7 @@ class Session:
     source: str  # where the weights came from
     skipped: list
     start_step: int
+    n_held_out: int  # the held-out figures rest on this many examples
 
 
 def _prepare_data(cfg, task, train, held_out, tokenizer):
@@ -181,7 +196,8 @@ def _session(cfg, task, run_dir, model, tokenizer, held_out, items, eval_items, 
     batches = ShuffledBatches(items, make_batch, cfg.batch_size, cfg.seed, **(position or {}))
     evaluate = lambda: task.evaluate(model, held_out, eval_items, tokenizer, cfg)  # noqa: E731
     optimizer = AdamW(model.params, weight_decay=cfg.weight_decay)
-    return Session(cfg, task, run_dir, model, tokenizer, optimizer, batches, evaluate, source, skipped, start_step)
+    return Session(cfg, task, run_dir, model, tokenizer, optimizer, batches, evaluate, source, skipped, start_step,
+                   len(held_out))
 
 
 def start_run(cfg: FinetuneConfig, run_dir: Path, echo=print) -> Session:
@@ -196,6 +212,9 @@ def start_run(cfg: FinetuneConfig, run_dir: Path, echo=print) -> Session:
     skipped = skipped + more
     if skipped:
         echo(f"skipped {len(skipped)} example(s); first: {skipped[0]}")
+    warning = held_out_warning(len(held_out), f"{task.unit}")
+    if warning:
+        echo(f"warning: {warning}")
     write_text_atomic(run_dir / "train_config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     model.config.to_json_file(run_dir / "config.json")
     tokenizer.save_vocab(run_dir / "vocab.txt")
@@ -221,6 +240,8 @@ def read_finetune_config(run_dir: Path) -> FinetuneConfig:
 def resume_run(run_dir: Path, echo=print) -> Session:
     """The fine-tuning run in run_dir at its latest checkpoint; the data is read and prepared again."""
     cfg = read_finetune_config(run_dir)
+    remove_stale_temporaries(run_dir / "checkpoints")  # what a killed run left half-written
+    remove_stale_temporaries(run_dir)
     backend.set_backend(cfg.backend)
     run = load_run(run_dir, kind="finetune")
     task = get_task(run.task["task"])
@@ -263,7 +284,7 @@ def finetune(cfg: FinetuneConfig = FinetuneConfig(), resume: str | None = None, 
 
         finetune_figure({"run": read_metrics(s.run_dir / "metrics.jsonl")}).savefig(s.run_dir / "finetune.png", dpi=90)
     seconds = time.perf_counter() - t_start
-    scores = ", ".join(f"{k} {v:.3f}" for k, v in last.items())
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in last.items()) + f" ({s.n_held_out} {s.task.unit})"
     status = f"interrupted at step {loop.step} of {s.cfg.steps}" if loop.interrupted else f"{loop.step} steps"
     lines = [f"\nminibert finetune {s.task.name}: {status} in {seconds:.0f}s from {s.source}",
              f"held-out: {scores}", f"files in {s.run_dir}/: metrics.jsonl, finetune.png, checkpoints/"]

@@ -12,6 +12,9 @@ have walked through BERT.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,7 +22,8 @@ import numpy as np
 
 from .backend import to_host
 from .config import BertConfig
-from .io import CheckpointError, load_arrays, save_arrays, write_text_atomic
+from .io import (CheckpointError, WriteError, default_mode, failure_reason, fsync_folder, load_arrays, save_arrays,
+                 write_text_atomic)
 
 #  minibert name (i = layer)   Hugging Face name (without the "bert." prefix)          how
 TABLE = [
@@ -178,21 +182,69 @@ def load_into(model_cls, path, dtype=np.float32, seed: int = 0, **kwargs):
     return model
 
 
+# The files of a Hugging Face model folder. One of them already there means the folder holds
+# another model: writing ours over it would destroy it, and writing beside it would mix the
+# two (AutoTokenizer, for one, prefers a stale tokenizer.json to our vocab.txt).
+HF_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+            "tf_model.h5", "flax_model.msgpack", "vocab.txt", "tokenizer_config.json", "tokenizer.json",
+            "special_tokens_map.json", "added_tokens.json", "generation_config.json")
+
+
 def save_hf_folder(model, path, tokenizer=None) -> Path:
     """Write config.json, model.safetensors (Hugging Face names) and, with a tokenizer,
     vocab.txt + tokenizer_config.json, so that transformers' from_pretrained and
-    AutoTokenizer load the folder."""
+    AutoTokenizer load the folder.
+
+    The folder must be new, empty, or free of model files (HF_FILES): an export never
+    overwrites. The files are written into a temporary folder beside it and moved in at
+    the end, so a failure halfway (a full disk) leaves no partial set behind.
+    """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path}: exists and is not a folder; export into a new or empty folder")
+    taken = [name for name in HF_FILES if (path / name).exists()] if path.is_dir() else []
+    if taken:
+        more = f" (and {', '.join(taken[1:])})" if taken[1:] else ""
+        raise FileExistsError(f"{path}: already holds {taken[0]}{more}, which the export would overwrite; "
+                              "export into a new or empty folder (nothing was written)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        _write_hf_files(model, tmp, tokenizer)
+        os.chmod(tmp, default_mode(folder=True))  # mkdtemp's folder is private (0o700)
+        _move_into(tmp, path)
+    except OSError as e:
+        reason = failure_reason(e)
+        raise WriteError(f"{path}: export failed ({reason}); nothing was written", reason, e.errno) from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # already gone unless something failed
+    return path
+
+
+def _write_hf_files(model, folder: Path, tokenizer) -> None:
     config = {**model.config.to_dict(), "architectures": [type(model).__name__], "position_embedding_type": "absolute",
               **getattr(model, "hf_config_extras", lambda: {})()}
     state = to_hf_state_dict(model)
-    save_arrays(path / "model.safetensors", state, {"format": "pt"})  # transformers wants to know the framework
-    write_text_atomic(path / "config.json", json.dumps(config, indent=2) + "\n")
+    save_arrays(folder / "model.safetensors", state, {"format": "pt"})  # transformers wants to know the framework
+    write_text_atomic(folder / "config.json", json.dumps(config, indent=2) + "\n")
     if tokenizer is not None:
-        tokenizer.save_vocab(path / "vocab.txt")
+        tokenizer.save_vocab(folder / "vocab.txt")
         tok_config = {"tokenizer_class": "BertTokenizer", "do_lower_case": tokenizer.do_lower_case,
                       "model_max_length": model.config.max_position_embeddings, "unk_token": "[UNK]",
                       "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
-        write_text_atomic(path / "tokenizer_config.json", json.dumps(tok_config, indent=2) + "\n")
-    return path
+        write_text_atomic(folder / "tokenizer_config.json", json.dumps(tok_config, indent=2) + "\n")
+
+
+def _move_into(tmp: Path, path: Path) -> None:
+    """Put the finished files of tmp at path."""
+    if path.is_dir() and any(path.iterdir()):
+        # a folder with other files in it: move ours in one by one. A move within one disk
+        # is a rename, which needs no space and cannot fail halfway the way a write can.
+        for f in sorted(tmp.iterdir()):
+            os.rename(f, path / f.name)
+        fsync_folder(path)
+    else:
+        if path.is_dir():
+            path.rmdir()  # an empty folder: not every system renames over one, even empty
+        os.rename(tmp, path)  # one step: the folder appears complete, or not at all
+    fsync_folder(path.parent)

@@ -27,7 +27,7 @@ import numpy as np
 
 from .config import BertConfig
 from .heads import BertForQuestionAnswering, BertForSequenceClassification
-from .io import CheckpointError, load_arrays, read_json, save_arrays, write_text_atomic
+from .io import CheckpointError, iter_jsonl, load_arrays, read_json, save_arrays, write_text_atomic
 from .model import BertForPreTraining
 from .tokenization import WordPieceTokenizer
 
@@ -162,7 +162,7 @@ def load_run(run_dir, kind: str | None = None, dtype=np.float32) -> Run:
         model = MODEL_CLASSES[cls_name](config, dtype=dtype, **task.get("model_options", {}))
     else:
         model = BertForPreTraining(config, dtype=dtype)
-    arrays, _ = load_arrays(ckpt / "params.safetensors")
+    arrays, _ = load_arrays(ckpt / "params.safetensors", require_checksum=True)
     model.load_params(arrays, source=str(ckpt / "params.safetensors"))
     state = read_json(ckpt / "state.json", "checkpoint state")
     return Run(run_dir, found, model, tokenizer, train_config, state, task)
@@ -170,7 +170,7 @@ def load_run(run_dir, kind: str | None = None, dtype=np.float32) -> Run:
 
 def load_optimizer_state(run_dir) -> dict:
     """The latest checkpoint's optimizer arrays (AdamW's moments), to resume a run."""
-    arrays, _ = load_arrays(latest_checkpoint(run_dir) / "optimizer.safetensors")
+    arrays, _ = load_arrays(latest_checkpoint(run_dir) / "optimizer.safetensors", require_checksum=True)
     return arrays
 
 
@@ -181,24 +181,10 @@ def append_metrics(path, record: dict) -> None:
 
 
 def read_metric_records(path) -> list:
-    """Every record of a metrics.jsonl, in order. A last line without its newline (a crash while
-    writing it) is dropped; a malformed line anywhere else is an error naming the file and line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: metrics file not found") from None
-    lines = text.split("\n")
+    """Every record of a metrics.jsonl, in order. A last line cut short by a crash is dropped;
+    a malformed line anywhere else is an error naming the file and line."""
     records = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            if n == len(lines):  # the unfinished last line a crash can leave
-                break
-            raise ValueError(f"{path}:{n}: not a JSON object ({e.msg})") from None
+    for n, record in iter_jsonl(path, "metrics file"):
         if not isinstance(record, dict) or "step" not in record or record.get("split") not in ("train", "eval"):
             raise ValueError(f"{path}:{n}: a metrics record needs 'step' and 'split' (train or eval)")
         records.append(record)

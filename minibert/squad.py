@@ -13,62 +13,175 @@ from __future__ import annotations
 import collections
 import re
 import string
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .io import read_json
+from .io import iter_jsonl, read_json
 from .tokenization.basic import is_control, is_whitespace, strip_accents
 from .tokenization.wordpiece import wordpiece
 
 
 # ------------------------------------------------------------------ data
+LAYOUTS = ('SQuAD\'s own {"data": [{"paragraphs": [{"context", "qas": [{"id", "question", "answers"}]}]}]}, '
+           'or Hugging Face rows {"id", "question", "context", "answers": {"text": [...], "answer_start": [...]}} '
+           'as JSON lines, a JSON list, or a list under "data"')
+
+
 def read_squad(path) -> tuple[list, list]:
-    """Examples from a SQuAD v1.1 / v2.0 JSON file: (examples, skipped).
+    """Examples from a SQuAD v1.1 / v2.0 file: (examples, skipped).
+
+    Two layouts are read:
+      SQuAD's own   {"data": [{"paragraphs": [{"context", "qas": [{"id", "question",
+                    "answers": [{"text", "answer_start"}], "is_impossible"}]}]}]}
+      rows          Hugging Face `datasets`' layout, one object per question: {"id", "question",
+                    "context", "answers": {"text": [...], "answer_start": [...]}}, as JSON lines
+                    (what Dataset.to_json writes), a JSON list, or a list under "data". Empty
+                    answer lists mark an unanswerable question, as in squad_v2.
 
     Each example: {"id", "question", "context", "answers": [{"text", "answer_start"}], "is_impossible"}.
-    A malformed file is an error naming the file and the place; an answer whose offsets do
-    not match its context is skipped and reported in `skipped` (never kept as a wrong label).
+    A malformed file is an error naming the file and the place; a question with an empty
+    context or question text, or an answer whose offsets do not match its context, is
+    skipped and reported in `skipped` (never kept as a wrong label).
     """
     path = Path(path)
-    data = read_json(path, "SQuAD file")
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise ValueError(f"{path}: a SQuAD file is an object with a 'data' list")
-    examples, skipped = [], []
-    for a, article in enumerate(data["data"]):
+    questions = _squad_questions(path)
+    if not questions:
+        raise ValueError(f"{path}: no questions (the list of them is empty)")
+    examples, skipped, seen = [], [], set()
+    for q in questions:
+        if not q["context"].strip():
+            problem = f"{q['context_at']}: empty"
+        elif not q["question"].strip():
+            problem = f"{q['question_at']}: empty"
+        elif q["id"] in seen:  # its prediction and another's would overwrite each other
+            problem = f"{q['at']}: id {q['id']!r} is used twice"
+        else:
+            problem = None
+        if problem is not None:
+            skipped.append(f"{problem}; question skipped")
+            continue
+        seen.add(q["id"])
+        good = []
+        for at, text, start in q["answers"]:
+            if start < 0:  # context[-7:-1] would "match" through Python's negative indexing
+                skipped.append(f"{at}: answer_start {start} is negative")
+            elif not text:
+                skipped.append(f"{at}: the answer text is empty")
+            elif q["context"][start:start + len(text)] != text:
+                skipped.append(f"{at}: answer_start {start} does not point at {text!r} in the context")
+            else:
+                good.append({"text": text, "answer_start": start})
+        if not q["is_impossible"] and not good:
+            skipped.append(f"{q['at']}: no usable answer; question skipped")
+            continue
+        examples.append({"id": q["id"], "question": q["question"], "context": q["context"], "answers": good,
+                         "is_impossible": q["is_impossible"]})
+    if not examples:
+        raise ValueError(f"{path}: no usable questions; all {len(questions)} were skipped, the first: "
+                         f"{skipped[0]}")
+    return examples, skipped
+
+
+def _squad_questions(path: Path) -> list:
+    """Every question of the file, in one form whichever the layout: {"id", "question",
+    "context", "answers": [(place, text, start)], "is_impossible"} and the places of the
+    question, its text and its context, for messages."""
+    data, lines = _read_json_or_lines(path)
+    if lines is not None:  # JSON lines: one row per line
+        return [_row(row, f"{path}:{n}", f"line {n}") for n, row in lines]
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        items, name = data["data"], "data"
+    elif isinstance(data, list):
+        items, name = data, ""
+    elif isinstance(data, dict) and "question" in data:  # a JSON-lines file of a single row
+        return [_row(data, f"{path}:1", "line 1")]
+    else:
+        raise ValueError(f"{path}: not a SQuAD file; the layouts read are {LAYOUTS}")
+    if not items:
+        return []
+    first = items[0]
+    if name and isinstance(first, dict) and "paragraphs" in first:
+        return _nested(items, path)
+    if not (isinstance(first, dict) and "question" in first):
+        raise ValueError(f"{path}: {name}[0] is neither a SQuAD article nor a question row; the layouts read are "
+                         f"{LAYOUTS}")
+    return [_row(row, f"{path}: {name}[{i}]", f"{name}[{i}]") for i, row in enumerate(items)]
+
+
+def _read_json_or_lines(path: Path):
+    """(value, None) for a JSON file, (None, [(line number, value)]) for a JSON-lines one."""
+    try:
+        return read_json(path, "SQuAD file"), None
+    except ValueError as whole:
+        lines = []
+        try:
+            for n, value in iter_jsonl(path, "SQuAD file", tolerate_partial_last_line=False):
+                lines.append((n, value))
+        except ValueError as by_line:
+            # a broken first line means the file is not JSON lines at all: report it as JSON
+            raise (by_line if lines else whole) from None
+        return None, lines
+
+
+def _nested(articles, path: Path) -> list:
+    questions = []
+    for a, article in enumerate(articles):
         for p, para in enumerate(_field(article, "paragraphs", list, path, f"data[{a}]")):
             where = f"data[{a}].paragraphs[{p}]"
             context = _field(para, "context", str, path, where)
             for q, qa in enumerate(_field(para, "qas", list, path, where)):
                 here = f"{where}.qas[{q}]"
                 question = _field(qa, "question", str, path, here)
-                qid = str(qa.get("id", here))
-                impossible = bool(qa.get("is_impossible", False))
-                answers = [] if impossible else _field(qa, "answers", list, path, here)
-                good = []
-                for k, ans in enumerate(answers):
-                    text = _field(ans, "text", str, path, f"{here}.answers[{k}]")
-                    start = _field(ans, "answer_start", int, path, f"{here}.answers[{k}]")
-                    if context[start:start + len(text)] != text:
-                        skipped.append(f"{path}: {here}.answers[{k}]: answer_start {start} does not point at "
-                                       f"{text!r} in the context")
-                        continue
-                    good.append({"text": text, "answer_start": start})
-                if not impossible and not good:
-                    skipped.append(f"{path}: {here}: no usable answer; question skipped")
-                    continue
-                examples.append({"id": qid, "question": question, "context": context, "answers": good,
-                                 "is_impossible": impossible})
-    return examples, skipped
+                impossible = _field(qa, "is_impossible", bool, path, here) if "is_impossible" in qa else False
+                answers = []
+                for k, ans in enumerate([] if impossible else _field(qa, "answers", list, path, here)):
+                    place = f"{here}.answers[{k}]"
+                    answers.append((f"{path}: {place}", _field(ans, "text", str, path, place),
+                                    _field(ans, "answer_start", int, path, place)))
+                questions.append({"id": str(qa.get("id", here)), "question": question, "context": context,
+                                  "answers": answers, "is_impossible": impossible, "at": f"{path}: {here}",
+                                  "question_at": f"{path}: {here}.question", "context_at": f"{path}: {where}.context"})
+    return questions
 
 
-def _field(obj, key, kind, path, where):
+def _row(row, at: str, default_id: str) -> dict:
+    """One Hugging Face row; at = "file:line" or "file: data[i]"."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{at}: a row is an object with 'question', 'context' and 'answers', got {type(row).__name__}")
+    for key in ("question", "context", "answers"):
+        if key not in row:
+            raise ValueError(f"{at}: missing '{key}'")
+    for key in ("question", "context"):
+        if not isinstance(row[key], str):
+            raise ValueError(f"{at}: {key}: expected str, got {type(row[key]).__name__}")
+    answers = row["answers"]
+    if isinstance(answers, dict):  # datasets' columns: {"text": [...], "answer_start": [...]}
+        texts, starts = answers.get("text"), answers.get("answer_start")
+        if not (isinstance(texts, list) and isinstance(starts, list) and len(texts) == len(starts)):
+            raise ValueError(f"{at}: answers: needs lists 'text' and 'answer_start' of the same length")
+        answers = [{"text": t, "answer_start": s} for t, s in zip(texts, starts)]
+    elif not isinstance(answers, list):
+        raise ValueError(f"{at}: answers: expected {{'text': [...], 'answer_start': [...]}}, "
+                         f"got {type(answers).__name__}")
+    parsed = [(f"{at}: answers[{k}]", _field(ans, "text", str, at, f"answers[{k}]"),
+               _field(ans, "answer_start", int, at, f"answers[{k}]")) for k, ans in enumerate(answers)]
+    impossible = _field(row, "is_impossible", bool, at) if "is_impossible" in row else not parsed
+    return {"id": str(row.get("id", default_id)), "question": row["question"], "context": row["context"],
+            "answers": [] if impossible else parsed, "is_impossible": impossible,
+            "at": at, "question_at": f"{at}: question", "context_at": f"{at}: context"}
+
+
+def _field(obj, key, kind, path, where: str = ""):
+    """obj[key], which must be of type kind; errors name the file (path) and the place in it (where)."""
+    place = f"{path}: {where}" if where else str(path)
     if not isinstance(obj, dict) or key not in obj:
-        raise ValueError(f"{path}: {where}: missing '{key}'")
+        raise ValueError(f"{place}: missing '{key}'")
     value = obj[key]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-        raise ValueError(f"{path}: {where}.{key}: expected {kind.__name__}, got {type(value).__name__}")
+        raise ValueError(f"{place}{'.' if where else ': '}{key}: expected {kind.__name__}, got {type(value).__name__}")
     return value
 
 
@@ -76,37 +189,47 @@ def _field(obj, key, kind, path, where):
 def tokenize_with_offsets(tokenizer, text: str):
     """WordPiece tokens of text and, for each, its (start, end) character span in text.
 
+    A question or a context is plain text: "[SEP]" typed in it is the tokens "[", "sep", "]"
+    (tokenizer.plain, google's BasicTokenizer rules), never a separator that would change
+    the [CLS] question [SEP] context [SEP] layout.
+
     The basic tokenizer lowercases and strips accents, so each character is normalized the
     same way and remembered by its position; tokens are then found in that normalized
-    stream, and their positions lead back to the original characters.
+    stream, and their positions lead back to the original characters. Both sides are
+    compared decomposed (NFD), so "é" typed as one character or as e + accent is one letter.
     """
+    basic = tokenizer.plain
+    strip = basic.strip_accents if basic.strip_accents is not None else basic.do_lower_case  # BasicTokenizer's rule
     norm, back = [], []
     for k, ch in enumerate(text):
         if ord(ch) in (0, 0xFFFD) or is_control(ch):
             continue
         n = " " if is_whitespace(ch) else ch
-        if tokenizer.do_lower_case:
-            n = strip_accents(n.lower())
+        if basic.do_lower_case:
+            n = n.lower()
+        n = strip_accents(n) if strip else unicodedata.normalize("NFD", n)
         for c in n:
             norm.append(c)
             back.append(k)
     norm = "".join(norm)
     tokens, offsets, pos = [], [], 0
-    for word in tokenizer.basic.tokenize(text):
-        at = norm.find(word, pos)
+    for word in basic.tokenize(text):
+        at = norm.find(unicodedata.normalize("NFD", word), pos)
         if at < 0:
-            raise ValueError(f"cannot align token {word!r} with the text (unusual Unicode normalization?)")
-        pos = at + len(word)
+            after = back[pos - 1] + 1 if pos else 0
+            raise ValueError(f"cannot find the word {word!r} in the text after character {after}")
+        pos = at + len(unicodedata.normalize("NFD", word))
         pieces = wordpiece(word, tokenizer.vocab, "[UNK]", tokenizer.max_input_chars_per_word)
         if pieces == ["[UNK]"]:
             tokens.append("[UNK]")
             offsets.append((back[at], back[pos - 1] + 1))
             continue
-        for piece in pieces:
-            n = len(piece) - (2 if piece.startswith("##") else 0)
+        for k, piece in enumerate(pieces):
+            n = len(unicodedata.normalize("NFD", piece[2:] if k else piece))  # continuation pieces carry "##"
+            end = pos if k == len(pieces) - 1 else min(at + n, pos)
             tokens.append(piece)
-            offsets.append((back[at], back[at + n - 1] + 1))
-            at += n
+            offsets.append((back[min(at, end - 1)], back[end - 1] + 1))
+            at = end
     return tokens, offsets
 
 
@@ -128,16 +251,25 @@ def make_features(examples, tokenizer, max_seq_length: int = 128, doc_stride: in
     """Cut each example into windows [CLS] question [SEP] context part [SEP].
 
     Returns (features, skipped): a question longer than max_query_length tokens, or one that
-    leaves no room for context, is skipped and reported, never truncated into a different question.
+    leaves no room for context, is skipped and reported, never truncated into a different
+    question; so is an empty question or context (nothing to ask, nowhere to look).
     """
     features, skipped = [], []
     for index, ex in enumerate(examples):
-        question = tokenizer.tokenize(ex["question"])
+        question = tokenizer.tokenize(ex["question"], special_tokens=False)  # plain text, as the context
+        try:
+            tokens, offsets = tokenize_with_offsets(tokenizer, ex["context"])
+        except ValueError as e:
+            skipped.append(f"{ex['id']}: {e}; skipped")
+            continue
+        if not tokens or not question:
+            skipped.append(f"{ex['id']}: the {'context' if not tokens else 'question'} is empty "
+                           "(nothing the tokenizer keeps); skipped")
+            continue
         if len(question) > max_query_length or len(question) + 3 >= max_seq_length:
             skipped.append(f"{ex['id']}: question of {len(question)} tokens is longer than max_query_length "
                            f"{max_query_length} (or leaves no room for the context); skipped")
             continue
-        tokens, offsets = tokenize_with_offsets(tokenizer, ex["context"])
         answer = None
         if ex["answers"]:
             a = ex["answers"][0]
@@ -164,7 +296,7 @@ def make_features(examples, tokenizer, max_seq_length: int = 128, doc_stride: in
                                       [t.startswith("##") for t in ids]))
             if span.stop >= len(tokens):
                 break
-            start += doc_stride
+            start += min(doc_stride, room)  # as google's run_squad.py: a stride past the window would skip text
     return features, skipped
 
 
@@ -204,6 +336,9 @@ def predict_answers(examples, features, start_logits, end_logits, max_answer_len
     """The best answer text per example id, across all its windows.
 
     allow_impossible: SQuAD 2.0: answer "" when [CLS]'s score s_0 + e_0 beats the best span.
+    With several windows, the null score is the *lowest* of theirs, as in google's run_squad.py
+    and Hugging Face: a window that does not hold the answer rightly says "no answer here",
+    so the window most sure that there is an answer decides.
     """
     by_example = collections.defaultdict(list)
     for f, s, e in zip(features, start_logits, end_logits):
@@ -211,11 +346,11 @@ def predict_answers(examples, features, start_logits, end_logits, max_answer_len
     answers = {}
     for index, windows in by_example.items():
         ex = examples[index]
-        best_text, best_score, null_score = "", -np.inf, -np.inf
+        best_text, best_score, null_score = "", -np.inf, np.inf
         for f, s, e in windows:
             n = len(f.input_ids)
             context = np.array([o is not None for o in f.offsets])
-            null_score = max(null_score, float(s[0] + e[0]))
+            null_score = min(null_score, float(s[0] + e[0]))
             for i, j, score in best_spans(s[:n], e[:n], context, max_answer_length, n_best):
                 if score > best_score:
                     best_score = score
@@ -276,3 +411,22 @@ def squad_metrics(examples, predictions: dict) -> dict:
         f1 += max(f1_score(pred, g) for g in golds)
     n = max(len(examples), 1)
     return {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n}
+
+
+# fewer held-out questions than this, and a difference between two runs is mostly chance
+MIN_HELD_OUT = 50
+
+
+def held_out_warning(n: int, what: str = "questions", minimum: int = MIN_HELD_OUT) -> str | None:
+    """A one-line warning when a held-out metric rests on fewer than `minimum` items (n), else None.
+
+    With n items a percentage moves in steps of 100 / n points, and its standard error near
+    50% is 50 / sqrt(n) points: 20 questions give steps of 5 and an error of 11.
+    For squad_metrics, n is the number of examples given to it.
+    """
+    if n >= minimum:
+        return None
+    if n == 0:
+        return f"no held-out {what}: there is nothing to measure"
+    return (f"the held-out metrics come from only {n} {what}: one of them moves a score by {100 / n:.1f} points "
+            f"(standard error up to {50 / n ** 0.5:.0f}); use at least {minimum} to compare runs")

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from . import backend
-from .data import generate_classification, generate_qa
+from .data import generate_classification, generate_qa, parse_label
 from .heads import BertForQuestionAnswering, BertForSequenceClassification
 from .squad import collate_features, make_features, predict_answers, read_squad, squad_metrics
 
@@ -25,6 +25,7 @@ class Task:
     description: str
     model_class: type
     headline: str  # the held-out metric that sums the task up
+    unit: str  # what the held-out figures are counted in ("questions")
     generate: Callable  # (n, seed) -> (examples, label names or None): labelled data from the generated world
     read: Callable  # path -> (examples, label names or None, skipped reports): a user's file
     prepare: Callable  # (examples, tokenizer, cfg) -> (items, skipped): what training batches are cut from
@@ -88,12 +89,14 @@ def read_classification(path) -> tuple[list, list, list]:
             raise ValueError(f"{path}:{n}: not a JSON object ({e.msg})") from None
         if not isinstance(row, dict) or not isinstance(row.get("text"), str) or "label" not in row:
             raise ValueError(f"{path}:{n}: each line needs a string 'text' and a 'label'")
-        rows.append(row)
+        if row.get("text_b") is not None and not isinstance(row["text_b"], str):
+            raise ValueError(f"{path}:{n}: 'text_b' must be a string (or left out)")
+        rows.append({**row, "label": parse_label(row["label"], path, n)})
     if not rows:
         raise ValueError(f"{path}: no examples")
-    names = sorted({str(r["label"]) for r in rows}, key=lambda x: (len(x), x))
+    names = sorted({r["label"] for r in rows}, key=lambda x: (len(x), x))
     index = {name: i for i, name in enumerate(names)}
-    return [{"text": r["text"], "text_b": r.get("text_b"), "label": index[str(r["label"])]} for r in rows], names, []
+    return [{"text": r["text"], "text_b": r.get("text_b"), "label": index[r["label"]]} for r in rows], names, []
 
 
 def _examples_as_items(examples, tokenizer, cfg):
@@ -120,13 +123,13 @@ def evaluate_classification(model, examples, items, tokenizer, cfg, batch_size=6
 TASKS = {
     "qa": Task(
         name="qa", description="extractive question answering (SQuAD): a start and an end for the answer span",
-        model_class=BertForQuestionAnswering, headline="exact_match",
+        model_class=BertForQuestionAnswering, headline="exact_match", unit="questions",
         generate=_generate_qa, read=_read_qa, prepare=_qa_features,
         make_batch=lambda features, tokenizer, cfg: collate_features(features),
         evaluate=evaluate_qa, step_numbers=lambda out: {"loss": float(out.loss)}),
     "classify": Task(
         name="classify", description="a label for a sentence or a sentence pair, from the pooled [CLS] vector",
-        model_class=BertForSequenceClassification, headline="accuracy",
+        model_class=BertForSequenceClassification, headline="accuracy", unit="examples",
         generate=_generate_classification, read=read_classification, prepare=_examples_as_items,
         make_batch=classification_batch, evaluate=evaluate_classification,
         step_numbers=lambda out: {"loss": float(out.loss), "accuracy": float(out.extras["accuracy"])}),

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .config import BertConfig
+from .config import BertConfig, check_options
 from .data import (
     MaskingConfig,
     collate,
@@ -28,7 +28,7 @@ from .data import (
     split_documents,
     tokenize_documents,
 )
-from .io import CheckpointError, read_json, write_text_atomic
+from .io import CheckpointError, read_json, remove_stale_temporaries, write_text_atomic
 from .loop import MASKING_SAMPLE, MASKS, TrainingError, step_seed, train_loop
 from .model import BertForPreTraining
 from .optim import AdamW
@@ -75,16 +75,30 @@ class PretrainConfig:
                              random_token_prob=self.random_token_prob, max_predictions=self.max_predictions)
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "eval_interval", "eval_batches", "log_interval", "checkpoint_interval"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.seq_length < 8:
-            raise ValueError(f"--seq-length must be >= 8, got {self.seq_length}")
-        if not self.lr > 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
-        if not 0 < self.eval_fraction < 1:
-            raise ValueError(f"--eval-fraction must be in (0, 1), got {self.eval_fraction}")
+        """Every option in its range, before anything is written."""
+        check_options(self, PRETRAIN_RULES)
+        if self.corpus_format not in ("auto", "lines", "prose"):
+            raise ValueError(f"--corpus-format must be auto, lines or prose, got {self.corpus_format!r}")
+        for name in ("out", "corpus", "vocab", "model"):
+            if getattr(self, name) == "":
+                raise ValueError(f"--{name} must not be empty")
         self.masking_config()  # raises on bad masking options
+
+
+MAX_SEQ = 4096  # no preset's position table is longer than 512; this only stops nonsense early
+PRETRAIN_RULES = {
+    "num_documents": (4, 10_000_000, "documents of the generated world"),
+    "eval_fraction": (0.001, 0.9, "share of documents held out"),
+    "vocab_size": (64, 1_000_000, "tokens of the trained vocabulary"),
+    "steps": (1, 100_000_000, "training steps"), "batch_size": (1, 1_000_000, "pairs per batch"),
+    "seq_length": (8, MAX_SEQ, "tokens per sequence"), "lr": (1e-12, 10.0, "peak learning rate"),
+    "warmup_steps": (0, 100_000_000, "steps"), "weight_decay": (0.0, 1.0, "AdamW's decay per unit lr"),
+    "max_grad_norm": (1e-12, 1e12, "global gradient norm"), "mask_prob": (0.0, 1.0, "a probability"),
+    "mask_token_prob": (0.0, 1.0, "a probability"), "random_token_prob": (0.0, 1.0, "a probability"),
+    "max_predictions": (1, MAX_SEQ, "predictions per sequence"), "short_seq_prob": (0.0, 1.0, "a probability"),
+    "eval_interval": (1, None, "steps"), "eval_batches": (1, 100_000, "held-out batches"),
+    "log_interval": (1, None, "steps"), "checkpoint_interval": (1, None, "steps"), "seed": (0, 2**63 - 1, "a seed"),
+}
 
 
 # ------------------------------------------------------------------ run setup
@@ -140,7 +154,7 @@ class BatchStream:
     def _make(self, epoch):
         masking = None if self.cfg.dynamic_masking else self.masking
         return create_pretraining_instances(self.docs, self.tokenizer, self.cfg.seq_length, seed=self.cfg.seed * 1000 + epoch,
-                                            short_seq_prob=self.cfg.short_seq_prob, masking=masking)
+                                            short_seq_prob=self.cfg.short_seq_prob, masking=masking, source=self.cfg.corpus)
 
     def position(self) -> dict:
         """Where the next batch comes from (saved in checkpoints)."""
@@ -166,7 +180,7 @@ def make_eval_batches(eval_docs, tokenizer, cfg: PretrainConfig) -> list:
     """Fixed held-out batches (static masks), so every evaluation scores the same predictions."""
     instances = create_pretraining_instances(eval_docs, tokenizer, cfg.seq_length, seed=cfg.seed + 7919,
                                              dupe_factor=max(1, math.ceil(cfg.eval_batches * cfg.batch_size / max(1, 2 * len(eval_docs)))),
-                                             short_seq_prob=cfg.short_seq_prob, masking=cfg.masking_config())
+                                             short_seq_prob=cfg.short_seq_prob, masking=cfg.masking_config(), source=cfg.corpus)
     instances = instances[: cfg.eval_batches * cfg.batch_size]
     B = cfg.batch_size
     return [collate(instances[i:i + B], tokenizer, max_predictions=cfg.max_predictions) for i in range(0, len(instances), B)]
@@ -254,6 +268,8 @@ def read_pretrain_config(run_dir: Path) -> PretrainConfig:
 def resume_run(run_dir: Path, echo=print) -> Session:
     """The run in run_dir, at its latest checkpoint: parameters, optimizer, step and data position."""
     cfg = read_pretrain_config(run_dir)
+    remove_stale_temporaries(run_dir / "checkpoints")  # what a killed run left half-written
+    remove_stale_temporaries(run_dir)
     backend.set_backend(cfg.backend)  # before the model is built: its arrays go to the run's device
     run = load_run(run_dir, kind="pretrain")
     train_docs, eval_docs = load_corpus(cfg)

@@ -48,7 +48,7 @@ def load_model(cls, path, dtype=np.float32):
     """Build cls from a folder written by save_model."""
     path = Path(path)
     config = BertConfig.from_json_file(path / "config.json")
-    arrays, _ = load_arrays(path / "params.safetensors")
+    arrays, _ = load_arrays(path / "params.safetensors", require_checksum=True)
     model = cls(config, dtype=dtype)
     load_params(model, arrays, source=str(path / "params.safetensors"))
     return model

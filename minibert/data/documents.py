@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..tokenization.basic import clean_text
+
 # a sentence ends at . ! or ? (and closing quotes/brackets), followed by space and a capital, digit or quote
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9\u00C0-\u024F])")
 
@@ -29,6 +31,7 @@ def _read_lines(path: Path) -> list[str]:
         raise FileNotFoundError(f"{path}: corpus file not found") from None
     except IsADirectoryError:
         raise IsADirectoryError(f"{path}: is a folder; give a text file") from None
+    _refuse_non_text(path, data)
     lines = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
@@ -41,10 +44,27 @@ def _read_lines(path: Path) -> list[str]:
     return lines
 
 
+def _refuse_non_text(path: Path, data: bytes) -> None:
+    """A UTF-16 file, or a binary one, is refused here: decoded as UTF-8 it might pass,
+    and the tokenizer would silently drop every character of it."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(f"{path}: starts with a UTF-16 byte-order mark; save the file as UTF-8")
+    if b"\x00" in data:  # no text file has NUL bytes; binary files and UTF-16 text do
+        line = data.count(b"\n", 0, data.index(b"\x00")) + 1
+        raise ValueError(f"{path}:{line}: a NUL byte: not a UTF-8 text file (binary, or saved as UTF-16?)")
+    head = data[:8192]
+    controls = sum(b < 32 and b not in b"\t\n\r\x0c" or b == 127 for b in head)
+    if controls > len(head) // 10:  # text has almost none; 10% is far beyond any real text
+        raise ValueError(f"{path}: {controls} of its first {len(head)} bytes are control characters; "
+                         "this looks like a binary file, not text")
+
+
 def _blocks(lines: list[str]) -> list[list[str]]:
+    """Documents: runs of lines between blank lines. A line of nothing the tokenizer keeps
+    (control characters, U+FFFD, zero-width spaces) counts as blank: its sentence would be empty."""
     blocks, current = [], []
     for line in lines:
-        if line.strip():
+        if clean_text(line).strip():
             current.append(line.strip())
         elif current:
             blocks.append(current)

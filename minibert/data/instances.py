@@ -7,8 +7,9 @@ document (random, label 1) and the unused sentences of the chunk are put back fo
 next chunk. The pair is trimmed to fit, always from the longer side.
 
 Two departures from google, both so that labels are never wrong or skewed:
-- B's document is drawn until it differs from A's (google gives up after 10 tries and may
-  label a true continuation as random: NVIDIA DeepLearningExamples #421).
+- B's document is drawn once, uniformly from the *other* documents (google draws from all of
+  them, retries up to 10 times while it hits A's own, and may then label a true continuation
+  as random: NVIDIA DeepLearningExamples #421).
 - google forces a random B whenever a chunk holds one sentence, which makes well over
   half the pairs random on short documents. Here the coin is tossed first; an IsNext pair
   whose chunk has one sentence takes the document's next sentence as B (or, at the end of
@@ -60,22 +61,25 @@ def tokenize_documents(documents, tokenizer) -> list:
 
 def create_pretraining_instances(documents, tokenizer, max_seq_length: int = 128, seed: int = 0,
                                  dupe_factor: int = 1, short_seq_prob: float = 0.1,
-                                 masking: MaskingConfig | None = MaskingConfig(), balance_nsp: bool = True) -> list:
+                                 masking: MaskingConfig | None = MaskingConfig(), balance_nsp: bool = True,
+                                 source: str | None = None) -> list:
     """NSP pairs from documents (lists of sentences, as text or as token lists).
 
     masking: a MaskingConfig for static masking (fixed now, re-drawn in each of the
     dupe_factor passes, as google does), or None to leave instances unmasked for dynamic
     masking at batch time (see collate). balance_nsp=False applies google's rule instead
     (a one-sentence chunk always gets a random B), to compare. Instances come out shuffled.
+    source: where the documents came from (a file name), named in the error messages.
     """
     if max_seq_length < 5:
         raise ValueError(f"max_seq_length {max_seq_length} is too small to hold a pair: "
                          "[CLS] A [SEP] B [SEP] needs at least 5 tokens")
     docs = tokenize_documents(documents, tokenizer)
+    where = f"{source}: " if source else ""
     if not docs:
-        raise ValueError("the corpus has no documents (after dropping empty ones)")
+        raise ValueError(f"{where}the corpus has no documents (after dropping empty ones)")
     if len(docs) < 2:
-        raise ValueError("the corpus has only one document: a random next sentence must come from "
+        raise ValueError(f"{where}the corpus has only one document: a random next sentence must come from "
                          "another document, so next-sentence pairs need at least two")
     rng = np.random.default_rng(seed)
     instances = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..io import write_text_atomic
 from .basic import BasicTokenizer
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -50,6 +51,10 @@ class WordPieceTokenizer:
         self.inv_vocab = list(vocab)
         self.do_lower_case = do_lower_case
         self.basic = BasicTokenizer(do_lower_case, never_split=SPECIAL_TOKENS, strip_accents=strip_accents)
+        # the same rules without never_split, for text that is data, not markup: in a question or a
+        # context, "[SEP]" typed by a person is the three tokens "[", "sep", "]", as google's
+        # BasicTokenizer (which has no never_split) reads it, never a real separator
+        self.plain = BasicTokenizer(do_lower_case, strip_accents=strip_accents)
         self.max_input_chars_per_word = max_input_chars_per_word
         self._special_split = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (self.vocab[t] for t in SPECIAL_TOKENS)
@@ -78,7 +83,7 @@ class WordPieceTokenizer:
             raise ValueError(f"{path}: {e}") from None
 
     def save_vocab(self, path) -> None:
-        Path(path).write_text("".join(t + "\n" for t in self.inv_vocab), encoding="utf-8")
+        write_text_atomic(path, "".join(t + "\n" for t in self.inv_vocab))
 
     def __len__(self) -> int:
         return len(self.inv_vocab)
@@ -87,8 +92,12 @@ class WordPieceTokenizer:
     def vocab_size(self) -> int:
         return len(self.inv_vocab)
 
-    def tokenize(self, text: str) -> list[str]:
-        """Text -> WordPiece tokens. "[MASK]" and the other special tokens typed in text stay whole."""
+    def tokenize(self, text: str, special_tokens: bool = True) -> list[str]:
+        """Text -> WordPiece tokens. "[MASK]" and the other special tokens typed in text stay whole;
+        with special_tokens=False they are plain text: "[SEP]" -> "[", "sep", "]"."""
+        if not special_tokens:
+            return [piece for word in self.plain.tokenize(text)
+                    for piece in wordpiece(word, self.vocab, "[UNK]", self.max_input_chars_per_word)]
         tokens = []
         for part in self._special_split.split(text):
             if part in SPECIAL_TOKENS:
