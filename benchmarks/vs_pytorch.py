@@ -30,7 +30,7 @@ def minibert_stepper(name, batch, V):
 
     model = mb.BertForPreTraining(mb.BertConfig.preset(name, vocab_size=V))
     opt = AdamW(model.params)
-    rng = np.random.default_rng(0)
+    rng = mb.backend.default_rng(0)  # dropout masks are drawn where the parameters live (numpy or cupy)
 
     def step():
         model.forward(batch, training=True, rng=rng)
@@ -40,46 +40,62 @@ def minibert_stepper(name, batch, V):
     return step
 
 
-def torch_steppers(name, batch, V):
-    import torch
+def _transformers_config(name, V):
     import transformers
 
     import minibert as mb
 
     c = mb.BertConfig.preset(name, vocab_size=V)
-    config = transformers.BertConfig(**{k: v for k, v in c.to_dict().items() if k not in ("architectures",)})
-    t = {k: torch.tensor(v) for k, v in batch.items()}
-    rows = torch.arange(t["input_ids"].shape[0])[:, None]
+    return transformers.BertConfig(**{k: v for k, v in c.to_dict().items() if k not in ("architectures",)})
 
-    eager = transformers.BertForPreTraining(config).train()  # eager mode (no torch.compile), default attention
-    eager_opt = torch.optim.AdamW(eager.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01)
+
+def torch_eager_stepper(name, batch, V, device="cpu"):
+    """The same work as minibert_stepper in PyTorch eager mode: transformers' BertModel encoder, the
+    MLM head on the gathered masked positions only, NSP, clip_grad_norm_, torch.optim.AdamW."""
+    import torch
+    import transformers
+
+    t = {k: torch.tensor(v, device=device) for k, v in batch.items()}
+    rows = torch.arange(t["input_ids"].shape[0], device=device)[:, None]
+    # eager mode (no torch.compile), default attention
+    model = transformers.BertForPreTraining(_transformers_config(name, V)).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01)
     ce = torch.nn.CrossEntropyLoss()
 
-    def eager_step():
-        eager_opt.zero_grad(set_to_none=True)
-        seq, pooled = eager.bert(input_ids=t["input_ids"], token_type_ids=t["token_type_ids"],
+    def step():
+        opt.zero_grad(set_to_none=True)
+        seq, pooled = model.bert(input_ids=t["input_ids"], token_type_ids=t["token_type_ids"],
                                  attention_mask=t["attention_mask"], return_dict=False)[:2]
         h = seq[rows, t["masked_lm_positions"]]  # (B, P, H): only the masked positions
-        logits = eager.cls.predictions(h)
+        logits = model.cls.predictions(h)
         loss = ce(logits.reshape(-1, V), t["masked_lm_labels"].reshape(-1))
-        loss = loss + ce(eager.cls.seq_relationship(pooled), t["next_sentence_label"])
+        loss = loss + ce(model.cls.seq_relationship(pooled), t["next_sentence_label"])
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(eager.parameters(), 1.0)
-        eager_opt.step()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return step
 
-    usual = transformers.BertForPreTraining(config).train()
-    usual_opt = torch.optim.AdamW(usual.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01)
+
+def transformers_usual_stepper(name, batch, V):
+    """BertForPreTraining(labels=...) as usually called: it scores all B*T positions."""
+    import torch
+    import transformers
+
+    t = {k: torch.tensor(v) for k, v in batch.items()}
+    rows = torch.arange(t["input_ids"].shape[0])[:, None]
+    model = transformers.BertForPreTraining(_transformers_config(name, V)).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01)
     labels = torch.full_like(t["input_ids"], -100)
     labels[rows, t["masked_lm_positions"]] = t["masked_lm_labels"]
 
-    def usual_step():
-        usual_opt.zero_grad(set_to_none=True)
-        out = usual(input_ids=t["input_ids"], token_type_ids=t["token_type_ids"], attention_mask=t["attention_mask"],
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = model(input_ids=t["input_ids"], token_type_ids=t["token_type_ids"], attention_mask=t["attention_mask"],
                     labels=labels, next_sentence_label=t["next_sentence_label"])
         out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(usual.parameters(), 1.0)
-        usual_opt.step()
-    return eager_step, usual_step
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return step
 
 
 def main():
@@ -113,8 +129,8 @@ def main():
     for name in args.configs:
         V = args.vocab_size
         batch = make_batch(np.random.default_rng(0), args.batch_size, args.seq_length, args.predictions, V)
-        steppers = {"minibert": minibert_stepper(name, batch, V)}
-        steppers["eager"], steppers["usual"] = torch_steppers(name, batch, V)
+        steppers = {"minibert": minibert_stepper(name, batch, V), "eager": torch_eager_stepper(name, batch, V),
+                    "usual": transformers_usual_stepper(name, batch, V)}
         for step in steppers.values():  # warm up
             step()
         times = {k: [] for k in steppers}

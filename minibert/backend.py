@@ -10,6 +10,11 @@ operations whose spelling differs between the two libraries live here and nowher
     to_host        the array itself          vs cupy.asnumpy
     default_rng    numpy.random.Generator    vs cupy.random.Generator
 
+A module whose arrays live on a device is described by a `DeviceModule` and registered
+here; its arrays are then recognized by their type. CuPy registers when it is chosen; the
+tests register a strict stand-in for CuPy the same way (`use_device_module`), so the GPU
+code path runs on every machine.
+
 Choose the backend with `minibert.set_backend("cupy")` or the environment variable
 `MINIBERT_BACKEND=cupy`. Asking for CuPy where it cannot work is an error, never a silent
 fall back to the CPU.
@@ -18,11 +23,32 @@ fall back to the CPU.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
 _BACKENDS = ("numpy", "cupy")
-_name = "numpy"
+
+
+@dataclass(frozen=True)
+class DeviceModule:
+    """An array module whose arrays live off the host: CuPy, or a test's stand-in for it.
+
+    xp: the module, with NumPy's functions under their names plus asnumpy and random.default_rng
+    ndarray: its array type, by which array_module recognizes its arrays
+    scatter_add, erf: the two operations it spells differently from NumPy
+    """
+
+    name: str
+    xp: Any
+    ndarray: type
+    scatter_add: Callable
+    erf: Callable
+
+
+_devices: list[DeviceModule] = []  # every device module registered so far: their arrays stay recognized
+_device: DeviceModule | None = None  # the active one; None for numpy
 _xp = np
 
 
@@ -30,42 +56,64 @@ class BackendError(RuntimeError):
     """The requested array backend cannot be used on this machine."""
 
 
-def _import_cupy():
+def _cupy_device() -> DeviceModule:
     try:
         import cupy
     except ImportError as e:
         raise BackendError(
             "backend 'cupy' was requested but cupy is not installed "
-            f"({e}); install it with: pip install 'minibert[gpu]' "
-            "(needs an NVIDIA GPU and CUDA 12), or use the default backend 'numpy'"
+            f"({e}); install it with: pip install 'minibert[gpu]' (CUDA 12, the same as "
+            "'minibert[gpu-cuda12]') or pip install 'minibert[gpu-cuda13]' (CUDA 13); it needs an "
+            "NVIDIA GPU. Or use the default backend 'numpy'"
         ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # CUDARuntimeError when there is no driver
         raise BackendError(
             f"backend 'cupy' was requested and cupy is installed, but no GPU is usable ({e}); "
-            "check `nvidia-smi`, or use the default backend 'numpy'"
+            "check `nvidia-smi`, and that the cupy package matches the CUDA version it shows "
+            "(cupy-cuda12x or cupy-cuda13x), or use the default backend 'numpy'"
         ) from None
     if count == 0:
         raise BackendError(
             "backend 'cupy' was requested and cupy is installed, but it sees no GPU; "
             "check `nvidia-smi`, or use the default backend 'numpy'"
         )
-    return cupy
+    import cupyx
+    import cupyx.scipy.special
+
+    return DeviceModule("cupy", cupy, cupy.ndarray, cupyx.scatter_add, cupyx.scipy.special.erf)
+
+
+def _register(device: DeviceModule) -> DeviceModule:
+    if all(d.ndarray is not device.ndarray for d in _devices):
+        _devices.append(device)
+    return device
+
+
+def _activate(device: DeviceModule | None) -> None:
+    global _device, _xp
+    _device = None if device is None else _register(device)
+    _xp = np if device is None else device.xp
 
 
 def set_backend(name: str) -> None:
     """Make `name` ("numpy" or "cupy") the module new parameters and batches live in."""
-    global _name, _xp
     if name not in _BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(_BACKENDS)}")
-    _xp = _import_cupy() if name == "cupy" else np
-    _name = name
+    _activate(_cupy_device() if name == "cupy" else None)
+
+
+def use_device_module(device: DeviceModule) -> None:
+    """For tests: make a stand-in for CuPy the active backend, registered as CuPy registers.
+    set_backend("numpy") switches back. Not reachable from set_backend, the command line or
+    MINIBERT_BACKEND."""
+    _activate(device)
 
 
 def get_backend() -> str:
-    """The name of the active backend: "numpy" or "cupy"."""
-    return _name
+    """The name of the active backend: "numpy" or "cupy" (or a test's stand-in)."""
+    return "numpy" if _device is None else _device.name
 
 
 def xp():
@@ -73,13 +121,22 @@ def xp():
     return _xp
 
 
-def array_module(*arrays):
-    """The module that owns these arrays: cupy if any of them is a cupy array, else numpy."""
-    for a in arrays:
-        if type(a).__module__.startswith("cupy"):
-            import cupy
+def _device_of(a) -> DeviceModule | None:
+    """The registered device module whose array `a` is, or None (a host array or a scalar)."""
+    for device in _devices:
+        if isinstance(a, device.ndarray):
+            return device
+    if type(a).__module__.startswith("cupy"):  # made with cupy before set_backend("cupy"): register it now
+        return _register(_cupy_device())
+    return None
 
-            return cupy
+
+def array_module(*arrays):
+    """The module that owns these arrays: a device module (cupy) if any of them is its array, else numpy."""
+    for a in arrays:
+        device = _device_of(a)
+        if device is not None:
+            return device.xp
     return np
 
 
@@ -90,9 +147,8 @@ def to_device(a, dtype=None):
 
 def to_host(a):
     """A NumPy array with the same values: for printing, plotting and saving."""
-    if type(a).__module__.startswith("cupy"):
-        return a.get()
-    return np.asarray(a)
+    device = _device_of(a)
+    return np.asarray(a) if device is None else device.xp.asnumpy(a)
 
 
 def erf(x):
@@ -103,10 +159,9 @@ def erf(x):
     arithmetic (below 1e-6 after float32 rounding), computed in cache-sized blocks: 3x
     faster than scipy's float32 erf, which was the largest elementwise cost of a step.
     """
-    if array_module(x) is not np:
-        from cupyx.scipy.special import erf as cupy_erf
-
-        return cupy_erf(x)
+    device = _device_of(x)
+    if device is not None:
+        return device.erf(x)
     if x.dtype != np.float32:
         from scipy.special import erf as scipy_erf
 
@@ -175,19 +230,16 @@ def tune_malloc() -> None:
 
 def scatter_add(target, indices, values) -> None:
     """target[indices] += values, where repeated indices accumulate (unlike `+=` on a fancy index)."""
-    if array_module(target) is np:
+    device = _device_of(target)
+    if device is None:
         np.add.at(target, indices, values)
     else:
-        import cupyx
-
-        cupyx.scatter_add(target, indices, values)
+        device.scatter_add(target, indices, values)
 
 
 def default_rng(seed):
     """A random generator that makes arrays on the active device (dropout masks, masking)."""
-    if _name == "cupy":
-        return _xp.random.default_rng(seed)
-    return np.random.default_rng(seed)
+    return _xp.random.default_rng(seed)
 
 
 set_backend(os.environ.get("MINIBERT_BACKEND", "numpy") or "numpy")

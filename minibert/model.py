@@ -242,8 +242,8 @@ class BertModel:
         must not carry meaning. That masks only the lookup: a tied decoder that scores [PAD] as
         a candidate still sends its row a gradient (as in PyTorch)."""
         ids, shape = cache["emb"][0]
-        real = ids != self.config.pad_token_id
-        return embedding_backward(dword[real], (ids[real], shape), dtable)
+        real = (ids != self.config.pad_token_id)[..., None]  # (B, T, 1); a multiply, not a boolean index,
+        return embedding_backward(dword * real, (ids, shape), dtable)  # which would cost a GPU a host sync
 
     # -- public API ----------------------------------------------------------------
     def _rng(self, training, rng):
@@ -329,7 +329,8 @@ class BertForPreTraining(BertModel):
         if batch.get("masked_lm_positions") is not None:
             positions = xp.asarray(batch["masked_lm_positions"])  # (B, P)
             B, P = positions.shape
-            if P and (int(positions.min()) < 0 or int(positions.max()) >= seq.shape[1]):
+            low, high = value_range(batch["masked_lm_positions"])
+            if P and (low < 0 or high >= seq.shape[1]):
                 raise ValueError(f"masked_lm_positions must lie in [0, {seq.shape[1]})")
             rows = xp.arange(B)[:, None]
             gathered = seq[rows, positions]  # (B, P, H)
@@ -412,8 +413,19 @@ def check_inputs(batch: dict, config: BertConfig, xp):
     for name, a, limit in (("input_ids", ids, config.vocab_size), ("token_type_ids", types, config.type_vocab_size)):
         if a.shape != (B, T):
             raise ValueError(f"{name} has shape {a.shape}, expected {(B, T)}")
-        if a.size and (int(a.min()) < 0 or int(a.max()) >= limit):
-            raise ValueError(f"{name} must lie in [0, {limit}), got values in [{int(a.min())}, {int(a.max())}]")
+        low, high = value_range(batch[name]) if batch.get(name) is not None else (0, 0)
+        if a.size and (low < 0 or high >= limit):
+            raise ValueError(f"{name} must lie in [0, {limit}), got values in [{low}, {high}]")
     if mask.shape != (B, T):
         raise ValueError(f"attention_mask has shape {mask.shape}, expected {(B, T)}")
     return ids, types, mask
+
+
+def value_range(a) -> tuple:
+    """(min, max) of an integer array as Python ints: on the host when the batch is still there
+    (as collate makes it), else with one device-to-host read for both."""
+    if backend.array_module(a) is np:
+        a = np.asarray(a)
+        return (int(a.min()), int(a.max())) if a.size else (0, 0)
+    xp = backend.array_module(a)
+    return tuple(int(v) for v in backend.to_host(xp.stack([a.min(), a.max()]))) if a.size else (0, 0)

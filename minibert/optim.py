@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .backend import array_module
 
 
@@ -17,7 +19,10 @@ def decays(name: str) -> bool:
 
 def global_norm(grads: dict) -> float:
     """sqrt of the sum of every squared gradient entry, over all tensors."""
-    return math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+    # the per-tensor sums are added where they are, in float64, and read once: on a GPU each
+    # read is a synchronization, and one per tensor would grow with the model's depth
+    squares = sum((g * g).sum().astype(np.float64) for g in grads.values())
+    return math.sqrt(float(squares))
 
 
 def clip_by_global_norm(grads: dict, max_norm: float) -> float:

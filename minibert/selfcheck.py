@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import backend
 from .config import BertConfig
 from .gradcheck import gradcheck
 from .layers import (
@@ -104,7 +105,7 @@ def model_check(seed: int = 0) -> dict:
     model, batch = model_check_case(seed)
 
     def fn(**params):
-        out = model.forward(batch, training=True, rng=np.random.default_rng(seed))
+        out = model.forward(batch, training=True, rng=backend.default_rng(seed))  # masks on the model's device
         return out.loss, lambda d: {k: g * d for k, g in model.backward().items()}
     return gradcheck(fn, {}, model.params, max_coords=8, seed=seed)
 

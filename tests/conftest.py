@@ -10,7 +10,7 @@ def _cupy_or_reason():
     try:
         import cupy
     except ImportError:
-        return None, "cupy is not installed (pip install 'minibert[gpu]' on a machine with an NVIDIA GPU)"
+        return None, "cupy is not installed (pip install 'minibert[gpu-cuda12]' or 'minibert[gpu-cuda13]' on a machine with an NVIDIA GPU)"
     try:
         if cupy.cuda.runtime.getDeviceCount() == 0:
             return None, "cupy is installed but sees no GPU"

@@ -109,7 +109,7 @@ def test_only_training_code_and_the_cli_import_the_training_loop():
 
 
 # ------------------------------------------------------------------ docs quote code that exists
-DOCS = ["docs/backprop.md", "docs/architecture.md"]
+DOCS = ["docs/backprop.md", "docs/architecture.md", "docs/gpu.md"]
 FILE = re.compile(r"`((?:minibert|tests|benchmarks)/[\w/]+\.py)`")
 CODE = re.compile(r"`([^`\n]+)`")
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

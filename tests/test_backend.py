@@ -19,6 +19,7 @@ def restore_backend():
     backend.set_backend(name)
 
 
+@pytest.mark.skipif(os.environ.get("MINIBERT_BACKEND", "numpy") != "numpy", reason="MINIBERT_BACKEND chose another")
 def test_default_is_numpy():
     assert backend.get_backend() == "numpy" and backend.xp() is np
 
@@ -64,3 +65,18 @@ def test_erf_keeps_dtype(xp):
     x = xp.linspace(-3, 3, 7, dtype=xp.float32)
     assert backend.erf(x).dtype == xp.float32
     assert isinstance(backend.to_host(backend.erf(x)), np.ndarray)
+
+
+def test_cupy_arrays_made_before_set_backend_are_recognized(monkeypatch):
+    """An array whose type comes from cupy registers CuPy on first sight, as set_backend("cupy") would."""
+    FakeCupyArray = type("ndarray", (), {"__module__": "cupy._core.core"})
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
+    cupy = types.SimpleNamespace(ndarray=FakeCupyArray, cuda=types.SimpleNamespace(runtime=runtime))
+    special = types.SimpleNamespace(erf=lambda x: "cupyx erf")
+    cupyx = types.SimpleNamespace(scatter_add=lambda *args: None, scipy=types.SimpleNamespace(special=special))
+    for name, module in {"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": cupyx.scipy, "cupyx.scipy.special": special}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(backend, "_devices", [])  # forget this test's fake afterwards
+    x = FakeCupyArray()
+    assert backend.array_module(np.ones(2), x) is cupy and backend.erf(x) == "cupyx erf"
+    assert backend.get_backend() == "numpy"  # recognized, not made the active backend

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minibert as mb
+from minibert import backend
 from minibert.cli import main
 from minibert.finetune import FinetuneConfig, answer, finetune
 from minibert.runs import load_run
@@ -46,14 +47,14 @@ def test_qa_head_gradcheck(training):
     batch["start_positions"], batch["end_positions"] = np.array([3, 2, 0]), np.array([5, 4, 0])
 
     def fn(**params):
-        out = model.forward(batch, training=training, rng=np.random.default_rng(3))
+        out = model.forward(batch, training=training, rng=backend.default_rng(3))
         return out.loss, lambda d: {k: g * d for k, g in model.backward().items()}
     errors = gradcheck(fn, {}, model.params, max_coords=10)
     assert set(errors) == set(model.params) and "pooler.W" not in errors
     # Two gradients are exactly zero in exact arithmetic: qa.b, and the last LayerNorm's beta,
     # each add the same amount to every position's logit, and a softmax over positions ignores
     # that. Central differences then measure only rounding noise, so check them by size.
-    out = model.forward(batch, training=training, rng=np.random.default_rng(3))
+    out = model.forward(batch, training=training, rng=backend.default_rng(3))
     grads = model.backward()
     for name in ("qa.b", "layer.1.ffn.ln.beta"):
         assert np.abs(grads[name][0] if name == "qa.b" else grads[name] @ model.params["qa.W"]).max() < 1e-12
@@ -72,7 +73,7 @@ def test_classification_head_gradcheck(training):
     batch["labels"] = np.array([4, 0, 2])
 
     def fn(**params):
-        out = model.forward(batch, training=training, rng=np.random.default_rng(5))
+        out = model.forward(batch, training=training, rng=backend.default_rng(5))
         return out.loss, lambda d: {k: g * d for k, g in model.backward().items()}
     errors = gradcheck(fn, {}, model.params, max_coords=10)
     assert set(errors) == set(model.params)

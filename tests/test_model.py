@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minibert import BertConfig, BertForPreTraining, BertModel
+from minibert import BertConfig, BertForPreTraining, BertModel, backend
 from minibert.gradcheck import gradcheck
 from minibert.io import CheckpointError
 
@@ -38,7 +38,7 @@ def make_batch(rng, B, T, P, V=50, types=3, lengths=None):
 
 def loss_fn(model, batch, training):
     def fn(**params):
-        out = model.forward(batch, training=training, rng=np.random.default_rng(7))  # same masks every call
+        out = model.forward(batch, training=training, rng=backend.default_rng(7))  # same masks every call
         return out.loss, lambda d: {k: g * d for k, g in model.backward().items()}
     return fn
 

@@ -22,6 +22,9 @@ def dropout_forward(x, p, training, rng=None, mask=None):
         if rng is None:
             raise ValueError("dropout in training mode needs an rng (or a fixed mask)")
         mask = dropout_mask(rng, x.shape, p, x.dtype)
+    if array_module(mask) is not array_module(x):
+        raise TypeError("dropout: the mask is not on x's device; draw it with minibert.backend.default_rng(seed), "
+                        "which makes arrays where the active backend keeps them")
     return x * mask, mask
 
 
