@@ -252,3 +252,33 @@ def test_gpu_check_writes_its_table(tmp_path, gpu_check):
     assert "| base | 32 x 512 | 250.0 | 200.0 | 1.25 |" in (tmp_path / "results.md").read_text()
     assert gpu_check.format_row(row).split() == ["base", "32", "x", "512", "250.0", "200.0", "1.25"]
     assert (tmp_path / "results.json").exists()
+
+
+# ---------------------------------------------------------------- what users run, on the double
+def test_pretrain_resume_plots_predict_finetune_and_export_run_on_the_double(on_double, tmp_path, monkeypatch):
+    """The commands' code paths with every array on the strict double: any hidden host conversion fails."""
+    from minibert.finetune import FinetuneConfig, answer, finetune
+    from minibert.predict import fill_mask, next_sentence_probability
+    from minibert.runs import load_run
+    from minibert.train import PretrainConfig, pretrain
+
+    monkeypatch.setattr(backend, "set_backend", lambda name: None)  # the runs ask for "numpy": keep the double
+    quiet = dict(progress=False, echo=lambda *a: None)
+    cfg = PretrainConfig(out=str(tmp_path / "pre"), num_documents=60, steps=6, seq_length=32, batch_size=8,
+                         eval_batches=1, eval_interval=3, checkpoint_interval=3, log_interval=2, seed=1)
+    part = pretrain(cfg, on_step=lambda step, stop: stop() if step == 4 else None, **quiet)
+    assert part.interrupted and part.step == 4
+    done = pretrain(resume=cfg.out, **quiet)  # resume, then the plots
+    assert done.step == 6 and (tmp_path / "pre" / "attention.png").is_file()
+    run = load_run(cfg.out)
+    assert isinstance(run.model.params["embeddings.word"], sd.ndarray)
+    assert fill_mask(run.model, run.tokenizer, "Oslo is a city in [MASK].", top_k=2)[0]
+    assert 0.0 <= next_sentence_probability(run.model, run.tokenizer, "Oslo is a city.", "It has a harbor.") <= 1.0
+    run.model.save_pretrained(tmp_path / "hf", run.tokenizer)
+    assert (tmp_path / "hf" / "model.safetensors").is_file()
+    for task in ("qa", "classify"):
+        result = finetune(FinetuneConfig(task=task, init=cfg.out, out=str(tmp_path / task), num_examples=60, steps=3,
+                                         batch_size=4, seq_length=48, eval_interval=3, log_interval=1), **quiet)
+        assert result["step"] == 3 and isinstance(result["model"].params["embeddings.word"], sd.ndarray)
+    qa = load_run(tmp_path / "qa")
+    assert isinstance(answer(qa.model, qa.tokenizer, "Where does Anna live?", "Anna lives in Oslo."), str)
