@@ -75,12 +75,24 @@ def _pretrain(args) -> int:
     from .train import PretrainConfig, pretrain  # the training loop loads only for training commands
 
     names = {f.name for f in dataclasses.fields(PretrainConfig)}
+    if args.resume is not None:
+        _refuse_options_with_resume(args, PretrainConfig)
     cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in names})
-    result = pretrain(cfg, resume=args.resume, progress=not args.quiet)
+    result = pretrain(cfg, resume=args.resume, progress=not args.quiet, allow_changed_corpus=args.allow_changed_corpus)
     if result.interrupted:
         print(f"interrupted: saved step {result.step}", file=sys.stderr)
         return 130
     return 0
+
+
+def _refuse_options_with_resume(args, config_cls) -> None:
+    """--resume continues a run with the options it was started with; any other is refused, not ignored."""
+    given = [f.name for f in dataclasses.fields(config_cls)
+             if f.name in vars(args) and vars(args)[f.name] not in (None, f.default)]
+    if given or getattr(args, "task", None):
+        name = given[0] if given else "task"
+        raise ValueError(f"--resume continues a run with the options it was started with (its train_config.json); "
+                         f"drop --{name.replace('_', '-')}")
 
 
 def _plot(args) -> int:
@@ -117,6 +129,8 @@ def _finetune(args) -> int:
     if args.resume is None and args.task is None:
         raise ValueError("finetune needs a task (qa or classify), or --resume RUN_DIR")
     names = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    if args.resume is not None:
+        _refuse_options_with_resume(args, FinetuneConfig)
     cfg = FinetuneConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
     result = finetune(cfg, resume=args.resume, progress=not args.quiet)
     if result["interrupted"]:
@@ -165,8 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     from .train import PretrainConfig
 
-    _add_config_options(p, PretrainConfig, PRETRAIN_HELP)
+    _add_config_options(p, PretrainConfig, PRETRAIN_HELP, skip=("corpus_sha256",))
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument("--allow-changed-corpus", action="store_true",
+                   help="with --resume: go on although the corpus file changed since the run started")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrain)
 

@@ -22,7 +22,7 @@ import numpy as np
 from . import backend
 from .config import BertConfig, check_options
 from .io import CheckpointError, read_json, remove_stale_temporaries, write_text_atomic
-from .loop import train_loop
+from .loop import refuse_if_too_big, train_loop
 from .optim import AdamW
 from .runs import has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run, new_run_folder, read_metrics
 from .squad import collate_features, held_out_warning, make_features, predict_answers
@@ -208,6 +208,7 @@ def start_run(cfg: FinetuneConfig, run_dir: Path, echo=print) -> Session:
     if model.config.max_position_embeddings < cfg.seq_length:
         raise ValueError(f"--seq-length {cfg.seq_length} exceeds the model's max_position_embeddings "
                          f"{model.config.max_position_embeddings}")
+    refuse_if_too_big(model, cfg.batch_size, cfg.seq_length)
     items, eval_items, more = _prepare_data(cfg, task, train, held_out, tokenizer)
     skipped = skipped + more
     if skipped:

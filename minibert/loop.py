@@ -90,6 +90,39 @@ class MetricsWindow:
         return {**{k: v / self.n for k, v in self.sums.items()}, "tokens_per_second": self.tokens / self.seconds}
 
 
+def step_memory_bytes(model, batch_size: int, seq_length: int, predictions: int = 0) -> int:
+    """A rough upper estimate of a training step's memory: parameters, gradients and AdamW's two
+    moments, plus what each layer keeps for its backward (about 12 (B, T, H) arrays, 3 (B, T, F)
+    arrays and 3 (B, A, T, T) attention maps) and the MLM logits with their softmax."""
+    c = model.config
+    B, T = batch_size, seq_length
+    per_layer = 12 * B * T * c.hidden_size + 3 * B * T * c.intermediate_size + 3 * B * c.num_attention_heads * T * T
+    elements = 4 * model.num_parameters() + c.num_hidden_layers * per_layer + 2 * B * predictions * c.vocab_size
+    return elements * model.dtype.itemsize
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else None."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def refuse_if_too_big(model, batch_size: int, seq_length: int, predictions: int = 0, extra_bytes: int = 0) -> None:
+    """Refuse, with the estimate, a run whose step cannot fit in this machine's free memory,
+    rather than discovering it minutes in (or swapping the machine to a halt)."""
+    need = step_memory_bytes(model, batch_size, seq_length, predictions) + extra_bytes
+    free = available_memory_bytes()
+    if free is not None and need > free:
+        raise ValueError(f"--batch-size {batch_size} at --seq-length {seq_length} needs about {need / 2**30:.1f} GiB "
+                         f"for one training step, and this machine has {free / 2**30:.1f} GiB free; "
+                         "use a smaller --batch-size or --seq-length")
+
+
 @dataclass
 class LoopResult:
     step: int  # the last step taken

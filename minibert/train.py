@@ -29,7 +29,7 @@ from .data import (
     tokenize_documents,
 )
 from .io import CheckpointError, read_json, remove_stale_temporaries, write_text_atomic
-from .loop import MASKING_SAMPLE, MASKS, TrainingError, step_seed, train_loop
+from .loop import MASKING_SAMPLE, MASKS, TrainingError, refuse_if_too_big, step_seed, train_loop
 from .model import BertForPreTraining
 from .optim import AdamW
 from .runs import has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run, new_run_folder, run_kind
@@ -69,6 +69,7 @@ class PretrainConfig:
     checkpoint_interval: int = 500
     seed: int = 0
     backend: str = "numpy"
+    corpus_sha256: str | None = None  # recorded at the start, so that --resume can tell a changed corpus
 
     def masking_config(self) -> MaskingConfig:
         return MaskingConfig(strategy=self.masking, mask_prob=self.mask_prob, mask_token_prob=self.mask_token_prob,
@@ -241,6 +242,9 @@ def start_run(cfg: PretrainConfig, run_dir: Path) -> Session:
     tokenizer = build_tokenizer(cfg, train_docs)
     config = build_model_config(cfg, tokenizer)
     model = BertForPreTraining(config, seed=cfg.seed)
+    # held-out pairs are made up front as Python lists: about 100 bytes a token
+    refuse_if_too_big(model, cfg.batch_size, cfg.seq_length, cfg.max_predictions,
+                      extra_bytes=100 * cfg.eval_batches * cfg.batch_size * cfg.seq_length)
     train_tok = tokenize_documents(train_docs, tokenizer)
     write_text_atomic(run_dir / "train_config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     config.to_json_file(run_dir / "config.json")
@@ -265,9 +269,23 @@ def read_pretrain_config(run_dir: Path) -> PretrainConfig:
     return PretrainConfig(**saved)
 
 
-def resume_run(run_dir: Path, echo=print) -> Session:
+def file_sha256(path) -> str | None:
+    """The sha256 of a file's bytes (None if it cannot be read: the reader then says why)."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def resume_run(run_dir: Path, echo=print, allow_changed_corpus: bool = False) -> Session:
     """The run in run_dir, at its latest checkpoint: parameters, optimizer, step and data position."""
     cfg = read_pretrain_config(run_dir)
+    if cfg.corpus is not None and cfg.corpus_sha256 is not None and not allow_changed_corpus:
+        if file_sha256(cfg.corpus) != cfg.corpus_sha256:
+            raise ValueError(f"{cfg.corpus}: the corpus changed (or is gone) since {run_dir} started, so resuming "
+                             "would not repeat the uninterrupted run; restore it, or pass --allow-changed-corpus")
     remove_stale_temporaries(run_dir / "checkpoints")  # what a killed run left half-written
     remove_stale_temporaries(run_dir)
     backend.set_backend(cfg.backend)  # before the model is built: its arrays go to the run's device
@@ -299,7 +317,7 @@ class PretrainResult:
 
 
 def pretrain(cfg: PretrainConfig = PretrainConfig(), resume: str | None = None, progress: bool = True,
-             plots: bool = True, on_step=None, echo=print) -> PretrainResult:
+             plots: bool = True, on_step=None, echo=print, allow_changed_corpus: bool = False) -> PretrainResult:
     """Pre-train a BERT with MLM + NSP. Returns the final held-out metrics and where the files are.
 
     resume: a run folder to continue from its latest checkpoint (its own train_config.json
@@ -315,10 +333,13 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), resume: str | None = None, 
             cfg = dataclasses.replace(cfg, out=str(run_dir))
             echo(f"{run_dir} has no checkpoint yet: starting it again from step 0")
     if resume is not None and not restart:
-        session = resume_run(Path(resume), echo)
+        session = resume_run(Path(resume), echo, allow_changed_corpus)
         result = _train(session, progress, on_step)
     else:
         cfg.validate()
+        if cfg.corpus is not None:  # the absolute path, so that --resume works from any folder; and its hash
+            corpus = Path(cfg.corpus).resolve()
+            cfg = dataclasses.replace(cfg, corpus=str(corpus), corpus_sha256=file_sha256(corpus))
         backend.set_backend(cfg.backend)
         # the folder is removed again if the run fails before its first checkpoint
         with new_run_folder(Path(cfg.out), restart=restart) as run_dir:
