@@ -70,7 +70,7 @@ class FinetuneConfig:
 FINETUNE_RULES = {
     "num_examples": (2, 10_000_000, "generated labelled examples"), "eval_fraction": (0.001, 0.9, "share held out"),
     "steps": (1, 100_000_000, "training steps"), "batch_size": (1, 1_000_000, "examples per batch"),
-    "seq_length": (8, 4096, "tokens per sequence"), "lr": (1e-12, 10.0, "peak learning rate"),
+    "seq_length": (8, 4096, "tokens per sequence"), "lr": (1e-12, None, "peak learning rate"),
     "warmup_steps": (0, 100_000_000, "steps"), "weight_decay": (0.0, 1.0, "AdamW's decay per unit lr"),
     "max_grad_norm": (1e-12, 1e12, "global gradient norm"), "doc_stride": (1, 4096, "tokens"),
     "max_query_length": (1, 4096, "tokens"), "max_answer_length": (1, 4096, "tokens"),

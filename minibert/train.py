@@ -92,7 +92,7 @@ PRETRAIN_RULES = {
     "eval_fraction": (0.001, 0.9, "share of documents held out"),
     "vocab_size": (64, 1_000_000, "tokens of the trained vocabulary"),
     "steps": (1, 100_000_000, "training steps"), "batch_size": (1, 1_000_000, "pairs per batch"),
-    "seq_length": (8, MAX_SEQ, "tokens per sequence"), "lr": (1e-12, 10.0, "peak learning rate"),
+    "seq_length": (8, MAX_SEQ, "tokens per sequence"), "lr": (1e-12, None, "peak learning rate"),
     "warmup_steps": (0, 100_000_000, "steps"), "weight_decay": (0.0, 1.0, "AdamW's decay per unit lr"),
     "max_grad_norm": (1e-12, 1e12, "global gradient norm"), "mask_prob": (0.0, 1.0, "a probability"),
     "mask_token_prob": (0.0, 1.0, "a probability"), "random_token_prob": (0.0, 1.0, "a probability"),
