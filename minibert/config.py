@@ -105,10 +105,11 @@ def check_options(cfg, rules: dict) -> None:
     """Refuse an option outside its range before anything runs. rules: field -> (low, high, what),
     with low/high None for no bound; the value must be a finite number in [low, high] (or None where
     the field's default is None). The error names the option as it is typed: --batch-size."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
     for name, (low, high, what) in rules.items():
         value = getattr(cfg, name)
         flag = "--" + name.replace("_", "-")
-        if value is None and dataclasses.fields(cfg)[[f.name for f in dataclasses.fields(cfg)].index(name)].default is None:
+        if value is None and defaults[name] is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
                 float("inf"), float("-inf")):

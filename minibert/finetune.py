@@ -21,10 +21,11 @@ import numpy as np
 
 from . import backend
 from .config import BertConfig, check_options
-from .io import CheckpointError, read_json, remove_stale_temporaries, write_text_atomic
+from .io import remove_stale_temporaries, write_text_atomic
 from .loop import refuse_if_too_big, train_loop
 from .optim import AdamW
-from .runs import has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run, new_run_folder, read_metrics
+from .runs import (has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run, new_run_folder, read_metrics,
+                   read_train_config)
 from .squad import collate_features, held_out_warning, make_features, predict_answers
 from .tasks import Task, get_task
 from .tokenization import WordPieceTokenizer, train_wordpiece
@@ -227,20 +228,9 @@ def start_run(cfg: FinetuneConfig, run_dir: Path, echo=print) -> Session:
     return _session(cfg, task, run_dir, model, tokenizer, held_out, items, eval_items, source, skipped)
 
 
-def read_finetune_config(run_dir: Path) -> FinetuneConfig:
-    path = run_dir / "train_config.json"
-    saved = read_json(path, "training configuration")
-    names = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    unknown = sorted(set(saved) - names) if isinstance(saved, dict) else []
-    if not isinstance(saved, dict) or unknown:
-        raise CheckpointError(f"{path}: not a fine-tuning configuration" +
-                              (f" (unknown field {unknown[0]!r})" if unknown else ""))
-    return FinetuneConfig(**saved)
-
-
 def resume_run(run_dir: Path, echo=print) -> Session:
     """The fine-tuning run in run_dir at its latest checkpoint; the data is read and prepared again."""
-    cfg = read_finetune_config(run_dir)
+    cfg = read_train_config(run_dir, FinetuneConfig)
     remove_stale_temporaries(run_dir / "checkpoints")  # what a killed run left half-written
     remove_stale_temporaries(run_dir)
     backend.set_backend(cfg.backend)
@@ -271,7 +261,7 @@ def finetune(cfg: FinetuneConfig = FinetuneConfig(), resume: str | None = None, 
     else:
         restart = False
         if resume is not None:  # a run that never reached its first checkpoint starts again
-            cfg, restart = dataclasses.replace(read_finetune_config(Path(resume)), out=str(resume)), True
+            cfg, restart = dataclasses.replace(read_train_config(resume, FinetuneConfig), out=str(resume)), True
             echo(f"{resume} has no checkpoint yet: starting it again from step 0")
         cfg.validate()
         backend.set_backend(cfg.backend)

@@ -47,15 +47,22 @@ def failure_reason(e: BaseException) -> str:
 
 
 # ------------------------------------------------------------------ reading JSON
-def read_json(path, what: str = "file"):
-    """Parse a UTF-8 JSON file; a missing or malformed one is an error naming the file."""
+def read_bytes(path, what: str = "file") -> bytes:
+    """A file's bytes; a missing file or a folder is an error naming the path and what it should be."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: {what} not found") from None
     except IsADirectoryError:
         raise IsADirectoryError(f"{path}: is a folder, not a {what}") from None
+
+
+def read_json(path, what: str = "file"):
+    """Parse a UTF-8 JSON file; a missing or malformed one is an error naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(read_bytes(path, what).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a valid UTF-8 JSON {what} ({e})") from None
 
@@ -69,13 +76,7 @@ def iter_jsonl(path, what: str = "file", tolerate_partial_last_line: bool = True
     anywhere, even inside a UTF-8 character), and the records before it are all whole.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise IsADirectoryError(f"{path}: is a folder, not a {what}") from None
-    lines = data.split(b"\n")  # the last item is b"" when the file ends with a newline
+    lines = read_bytes(path, what).split(b"\n")  # the last item is b"" when the file ends with a newline
     for number, raw in enumerate(lines, start=1):
         cut_short = number == len(lines) and raw != b""
         try:

@@ -15,6 +15,7 @@ A folder with task.json is a fine-tuning run; one without it, a pre-training run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -55,6 +56,19 @@ def run_kind(run_dir) -> str:
     if not (run_dir / "train_config.json").is_file():
         raise CheckpointError(f"{run_dir}: not a minibert run folder (no train_config.json)")
     return "finetune" if (run_dir / "task.json").is_file() else "pretrain"
+
+
+def read_train_config(run_dir, config_cls):
+    """The config a run was started with: its train_config.json as a config_cls (PretrainConfig or
+    FinetuneConfig). A field the class does not have is an error naming the file and the field."""
+    path = Path(run_dir) / "train_config.json"
+    saved = read_json(path, "training configuration")
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(saved) - names) if isinstance(saved, dict) else []
+    if not isinstance(saved, dict) or unknown:
+        raise CheckpointError(f"{path}: not a {config_cls.__name__}" +
+                              (f" (unknown field {unknown[0]!r})" if unknown else ""))
+    return config_cls(**saved)
 
 
 def has_checkpoint(run_dir) -> bool:

@@ -6,7 +6,6 @@ Adding a task means adding a record to TASKS.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,6 +14,7 @@ import numpy as np
 
 from . import backend
 from .data import generate_classification, generate_qa, parse_label
+from .io import iter_jsonl
 from .heads import BertForQuestionAnswering, BertForSequenceClassification
 from .squad import collate_features, make_features, predict_answers, read_squad, squad_metrics
 
@@ -74,19 +74,7 @@ def read_classification(path) -> tuple[list, list, list]:
     """JSON lines {"text": ..., "text_b": optional, "label": name or index} -> (examples, label names, [])."""
     path = Path(path)
     rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: data file not found") from None
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not valid UTF-8 ({e})") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not a JSON object ({e.msg})") from None
+    for n, row in iter_jsonl(path, "data file", tolerate_partial_last_line=False):  # a user's file: every line counts
         if not isinstance(row, dict) or not isinstance(row.get("text"), str) or "label" not in row:
             raise ValueError(f"{path}:{n}: each line needs a string 'text' and a 'label'")
         if row.get("text_b") is not None and not isinstance(row["text_b"], str):

@@ -28,11 +28,12 @@ from .data import (
     split_documents,
     tokenize_documents,
 )
-from .io import CheckpointError, read_json, remove_stale_temporaries, write_text_atomic
+from .io import remove_stale_temporaries, write_text_atomic
 from .loop import MASKING_SAMPLE, MASKS, TrainingError, refuse_if_too_big, step_seed, train_loop
 from .model import BertForPreTraining
 from .optim import AdamW
-from .runs import has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run, new_run_folder, run_kind
+from .runs import (has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run, new_run_folder,
+                   read_train_config, run_kind)
 from .tokenization import WordPieceTokenizer, train_wordpiece
 
 __all__ = ["PretrainConfig", "PretrainResult", "TrainingError", "pretrain", "summary"]
@@ -257,18 +258,6 @@ def start_run(cfg: PretrainConfig, run_dir: Path) -> Session:
                    make_eval_batches(eval_docs, tokenizer, cfg), 0)
 
 
-def read_pretrain_config(run_dir: Path) -> PretrainConfig:
-    """The PretrainConfig a run was started with (its train_config.json)."""
-    path = run_dir / "train_config.json"
-    saved = read_json(path, "training configuration")
-    names = {f.name for f in dataclasses.fields(PretrainConfig)}
-    unknown = sorted(set(saved) - names) if isinstance(saved, dict) else []
-    if not isinstance(saved, dict) or unknown:
-        raise CheckpointError(f"{path}: not a pre-training configuration" +
-                              (f" (unknown field {unknown[0]!r})" if unknown else ""))
-    return PretrainConfig(**saved)
-
-
 def file_sha256(path) -> str | None:
     """The sha256 of a file's bytes (None if it cannot be read: the reader then says why)."""
     import hashlib
@@ -281,7 +270,7 @@ def file_sha256(path) -> str | None:
 
 def resume_run(run_dir: Path, echo=print, allow_changed_corpus: bool = False) -> Session:
     """The run in run_dir, at its latest checkpoint: parameters, optimizer, step and data position."""
-    cfg = read_pretrain_config(run_dir)
+    cfg = read_train_config(run_dir, PretrainConfig)
     if cfg.corpus is not None and cfg.corpus_sha256 is not None and not allow_changed_corpus:
         if file_sha256(cfg.corpus) != cfg.corpus_sha256:
             raise ValueError(f"{cfg.corpus}: the corpus changed (or is gone) since {run_dir} started, so resuming "
@@ -329,7 +318,7 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), resume: str | None = None, 
     if resume is not None:
         run_dir = Path(resume)
         if run_kind(run_dir) == "pretrain" and not has_checkpoint(run_dir):  # e.g. killed before its first checkpoint
-            cfg, restart = read_pretrain_config(run_dir), True
+            cfg, restart = read_train_config(run_dir, PretrainConfig), True
             cfg = dataclasses.replace(cfg, out=str(run_dir))
             echo(f"{run_dir} has no checkpoint yet: starting it again from step 0")
     if resume is not None and not restart:

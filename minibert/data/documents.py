@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..io import read_bytes
 from ..tokenization.basic import clean_text
 
 # a sentence ends at . ! or ? (and closing quotes/brackets), followed by space and a capital, digit or quote
@@ -25,12 +26,7 @@ def split_sentences(paragraph: str) -> list[str]:
 
 def _read_lines(path: Path) -> list[str]:
     """The file's lines, decoded as UTF-8; an undecodable byte is an error naming the line."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: corpus file not found") from None
-    except IsADirectoryError:
-        raise IsADirectoryError(f"{path}: is a folder; give a text file") from None
+    data = read_bytes(path, "corpus file")
     _refuse_non_text(path, data)
     lines = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
