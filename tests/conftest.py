@@ -36,3 +36,25 @@ def assert_gradcheck(errors, tol):
     """Fail with the table of relative errors if any exceeds tol."""
     worst = max(errors.values())
     assert worst < tol, f"relative error {worst:.2e} >= {tol:.0e}:\n{format_errors(errors, tol)}"
+
+
+def ctrl_c_after_two_log_lines(args, out):
+    """Run `python -m minibert ARGS`, send SIGINT (what Ctrl-C sends) once its metrics.jsonl in `out`
+    has two lines, and return (exit code, stdout, stderr)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "minibert", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        metrics = out / "metrics.jsonl"
+        if metrics.is_file() and metrics.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stdout, stderr

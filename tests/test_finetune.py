@@ -25,7 +25,7 @@ from minibert.squad import (
     tokenize_with_offsets,
 )
 
-from .conftest import assert_gradcheck
+from .conftest import assert_gradcheck, ctrl_c_after_two_log_lines
 
 ODD = mb.BertConfig(vocab_size=40, hidden_size=12, num_hidden_layers=2, num_attention_heads=3, intermediate_size=20,
                     type_vocab_size=3, max_position_embeddings=16, initializer_range=0.3)
@@ -272,30 +272,15 @@ def test_finetune_resume_is_bit_identical(tmp_path, task):
 
 
 def test_finetune_ctrl_c_saves_and_exits_130(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
     from minibert.runs import latest_checkpoint
 
     setup = _scratch_setup(tmp_path)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "minibert", "finetune", "classify", "--quiet", "--out", str(out),
-           "--vocab", setup["vocab"], "--model", setup["model"], "--num-examples", "200", "--batch-size", "8",
-           "--seq-length", "32", "--steps", "100000", "--log-interval", "5", "--eval-interval", "100000",
-           "--checkpoint-interval", "100000"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        metrics = out / "metrics.jsonl"
-        if metrics.is_file() and metrics.read_text().count("\n") >= 2:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    returncode, stdout, stderr = ctrl_c_after_two_log_lines(
+        ["finetune", "classify", "--quiet", "--out", str(out), "--vocab", setup["vocab"], "--model", setup["model"],
+         "--num-examples", "200", "--batch-size", "8", "--seq-length", "32", "--steps", "100000",
+         "--log-interval", "5", "--eval-interval", "100000", "--checkpoint-interval", "100000"], out)
+    assert returncode == 130, stderr
     assert "interrupted: saved step" in stderr and "--resume" in stdout
     step = int(stderr.split("saved step ")[1].split()[0])
     assert latest_checkpoint(out).name == f"step-{step:06d}" and step >= 10

@@ -14,6 +14,8 @@ from minibert.predict import fill_mask, next_sentence_probability
 from minibert.runs import latest_checkpoint, load_run
 from minibert.train import PretrainConfig, pretrain
 
+from .conftest import ctrl_c_after_two_log_lines
+
 QUICK = dict(num_documents=400, seq_length=32, batch_size=16, eval_batches=4, log_interval=5, seed=3)
 # A small model without dropout learns fastest per second; measured on this 2-core machine:
 # 600 steps at length 48 take ~30 s and lower NSP loss from 0.69 to ~0.62; 1000 steps at
@@ -193,26 +195,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
 
 def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     import os
-    import signal
-    import subprocess
-    import sys
-    import time
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "minibert", "pretrain", "--quiet", "--out", str(out), "--num-documents", "200",
-           "--seq-length", "32", "--batch-size", "8", "--steps", "100000", "--log-interval", "5",
-           "--eval-interval", "100000", "--checkpoint-interval", "100000"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        metrics = out / "metrics.jsonl"
-        if metrics.is_file() and metrics.read_text().count("\n") >= 2:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    returncode, stdout, stderr = ctrl_c_after_two_log_lines(
+        ["pretrain", "--quiet", "--out", str(out), "--num-documents", "200", "--seq-length", "32", "--batch-size", "8",
+         "--steps", "100000", "--log-interval", "5", "--eval-interval", "100000", "--checkpoint-interval", "100000"], out)
+    assert returncode == 130, stderr
     assert "interrupted: saved step" in stderr and "--resume" in stdout
     step = int(stderr.split("saved step ")[1].split()[0])
     ckpt = latest_checkpoint(out)
