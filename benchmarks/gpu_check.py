@@ -59,28 +59,41 @@ def find_gpu() -> str | None:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def run_logged(cmd, log: Path, env=None) -> dict:
-    """Run a command from the checkout, its output into `log`; its exit status and last lines."""
+def run_logged(cmd, log: Path, env=None, timeout=None) -> dict:
+    """Run a command from the checkout, its output into `log`; its exit status and last lines.
+    A command still running after `timeout` seconds is stopped, and reported as "timeout"."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log.write_text(proc.stdout)
-    tail = [line for line in proc.stdout.splitlines() if line.strip()][-12:]
-    return {"command": " ".join(map(str, cmd)), "returncode": proc.returncode,
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=timeout)
+        output, status = proc.stdout, proc.returncode
+    except subprocess.TimeoutExpired as e:
+        output = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        status = f"timeout after {timeout} s"
+    log.write_text(output)
+    tail = [line for line in output.splitlines() if line.strip()][-12:]
+    return {"command": " ".join(map(str, cmd)), "returncode": status,
             "seconds": round(time.perf_counter() - t0, 1), "tail": tail}
 
 
-def run_tests(out: Path) -> dict:
-    """(i) The whole test suite, with CuPy as the backend every model and batch is made on."""
+def run_tests(out: Path, timeout: float | None = None) -> dict:
+    """(i) The whole test suite, with CuPy as the backend every model and batch is made on;
+    spread over 8 processes where pytest-xdist is installed (they share the one GPU)."""
     cmd = [sys.executable, "-m", "pytest", "tests", "-q", "-rs", "-p", "no:cacheprovider"]
-    return run_logged(cmd, out / "tests.txt", env={"MINIBERT_BACKEND": "cupy"})
+    try:
+        import xdist  # noqa: F401
+        cmd += ["-n", "8"]
+    except ImportError:
+        pass
+    return run_logged(cmd, out / "tests.txt", env={"MINIBERT_BACKEND": "cupy"}, timeout=timeout)
 
 
-def run_pretrain(out: Path) -> dict:
+def run_pretrain(out: Path, timeout: float | None = None) -> dict:
     """(ii) A short pre-training run end to end on the GPU, as a user starts one."""
     cmd = [sys.executable, "-m", "minibert", "pretrain", "--backend", "cupy", "--steps", "200",
            "--out", str(out / "pretrain"), "--quiet"]
-    return run_logged(cmd, out / "pretrain.txt")
+    return run_logged(cmd, out / "pretrain.txt", timeout=timeout)
 
 
 def device_batch(batch: dict) -> dict:
@@ -165,6 +178,8 @@ def write_results(out: Path, results: dict) -> None:
     lines = [f"# minibert on {results['device']}", "", f"{results['date']}; " +
              ", ".join(f"{k} {v}" for k, v in results["versions"].items()), ""]
     for key, title in (("tests", "Test suite with MINIBERT_BACKEND=cupy"), ("pretrain", "minibert pretrain on the GPU")):
+        if key not in results:
+            continue
         r = results[key]
         lines += [f"## {title}", "", f"`{r['command']}`: exit status {r['returncode']}, {r['seconds']} s", "",
                   "```", *r["tail"], "```", ""]
@@ -173,7 +188,7 @@ def write_results(out: Path, results: dict) -> None:
               f"{VOCAB}; median of {results['rounds']} interleaved rounds after {results['warmup']} warm-up steps", "",
               "| config | B x T | minibert ms | torch ms | minibert / torch |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['config']} | {r['batch']} x {r['length']} | {r['minibert_ms']:.1f} | {r['torch_ms']:.1f} "
-              f"| {r['ratio']:.2f} |" for r in results["steps"]]
+              f"| {r['ratio']:.2f} |" for r in results.get("steps", [])]
     if results.get("benchmark_error"):
         lines += ["", f"benchmark stopped: {results['benchmark_error']}"]
     (out / "results.md").write_text("\n".join(lines) + "\n")
@@ -184,6 +199,8 @@ def main(argv=None) -> int:
     ap.add_argument("out", help="folder for the logs and results (created)")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--tests-timeout", type=float, default=None, help="stop the test suite after this many seconds")
+    ap.add_argument("--pretrain-timeout", type=float, default=None, help="stop the pre-training run after this many seconds")
     args = ap.parse_args(argv)
     gpu = find_gpu()
     if gpu is None:
@@ -194,12 +211,14 @@ def main(argv=None) -> int:
     results = {"device": gpu, "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "versions": versions(), "rounds": args.rounds, "warmup": args.warmup}
     print(f"{gpu}; results in {out}/")
-    results["tests"] = run_tests(out)
-    print(f"tests (MINIBERT_BACKEND=cupy): exit status {results['tests']['returncode']}")
-    print("\n".join(results["tests"]["tail"][-3:]))
-    results["pretrain"] = run_pretrain(out)
+    results["tests"] = run_tests(out, args.tests_timeout)
+    print(f"tests (MINIBERT_BACKEND=cupy): exit status {results['tests']['returncode']}", flush=True)
+    print("\n".join(results["tests"]["tail"][-3:]), flush=True)
+    write_results(out, results)  # each phase is kept, whatever happens in the next
+    results["pretrain"] = run_pretrain(out, args.pretrain_timeout)
     print(f"pretrain --backend cupy: exit status {results['pretrain']['returncode']}")
-    print("\n".join(results["pretrain"]["tail"]))
+    print("\n".join(results["pretrain"]["tail"]), flush=True)
+    write_results(out, results)
 
     from minibert import backend
 
@@ -210,6 +229,7 @@ def main(argv=None) -> int:
         for row in benchmark(warmup=args.warmup, rounds=args.rounds):
             results["steps"].append(row)
             print(format_row(row), flush=True)
+            write_results(out, results)
     except Exception as e:  # keep what was measured, and say where it stopped
         results["benchmark_error"] = f"{type(e).__name__}: {e}"
         print(f"benchmark stopped: {results['benchmark_error']}")

@@ -254,6 +254,17 @@ def test_gpu_check_writes_its_table(tmp_path, gpu_check):
     assert (tmp_path / "results.json").exists()
 
 
+def test_gpu_check_stops_a_phase_that_outruns_its_time_and_keeps_its_output(tmp_path, gpu_check):
+    """The GPU machine is lent for minutes: a hung test suite must not take the benchmark with it."""
+    cmd = [sys.executable, "-u", "-c", "import time; print('started'); time.sleep(30)"]
+    r = gpu_check.run_logged(cmd, tmp_path / "log.txt", timeout=1)
+    assert r["returncode"] == "timeout after 1 s" and r["seconds"] < 20
+    assert r["tail"] == ["started"] and (tmp_path / "log.txt").read_text().strip() == "started"
+    gpu_check.write_results(tmp_path, {"device": "a GPU", "date": "today", "versions": {}, "rounds": 1, "warmup": 1,
+                                       "tests": r})  # a partial result: no pretrain, no steps yet
+    assert "exit status timeout after 1 s" in (tmp_path / "results.md").read_text()
+
+
 # ---------------------------------------------------------------- what users run, on the double
 def test_pretrain_resume_plots_predict_finetune_and_export_run_on_the_double(on_double, tmp_path, monkeypatch):
     """The commands' code paths with every array on the strict double: any hidden host conversion fails."""
