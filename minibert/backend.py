@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-_BACKENDS = ("numpy", "cupy")
+BACKENDS = ("numpy", "cupy")
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,8 @@ def _activate(device: DeviceModule | None) -> None:
 
 def set_backend(name: str) -> None:
     """Make `name` ("numpy" or "cupy") the module new parameters and batches live in."""
-    if name not in _BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(_BACKENDS)}")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     _activate(_cupy_device() if name == "cupy" else None)
 
 

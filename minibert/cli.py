@@ -10,10 +10,37 @@ import argparse
 import dataclasses
 import sys
 
-from .backend import BackendError
+from .backend import BACKENDS, BackendError
+from .data import CORPUS_FORMATS
+from .data.masking import STRATEGIES
 from .io import CheckpointError
 from .loop import TrainingError
 from .runs import load_run
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a usage error is one line, like every other error of the command."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _text(value: str) -> str:
+    """An argument that must hold something: a path, a sentence, a question."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def _at_least_one(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+# options whose value is one of a few words: argparse names the option and the choices
+CHOICES = {"backend": BACKENDS, "masking": STRATEGIES, "corpus_format": CORPUS_FORMATS}
 
 
 def _add_config_options(p: argparse.ArgumentParser, config_cls, help_text=None, skip=()) -> None:
@@ -26,7 +53,10 @@ def _add_config_options(p: argparse.ArgumentParser, config_cls, help_text=None, 
         if f.type in (bool, "bool"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text.get(f.name))
             continue
-        kind = {"int": int, "float": float, "str": str, "str | None": str, "int | None": int}.get(str(f.type), str)
+        kind = {"int": int, "float": float, "str": _text, "str | None": _text, "int | None": int}.get(str(f.type), _text)
+        if f.name in CHOICES:
+            p.add_argument(flag, choices=CHOICES[f.name], default=f.default, help=help_text.get(f.name, " "))
+            continue
         p.add_argument(flag, type=kind, default=f.default, metavar=f.name.upper(), help=help_text.get(f.name, " "))
 
 
@@ -172,7 +202,7 @@ def _gradcheck(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minibert", description="BERT from scratch in NumPy.")
+    parser = _Parser(prog="minibert", description="BERT from scratch in NumPy.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="pre-train a BERT with masked LM + next sentence prediction",
@@ -180,26 +210,26 @@ def build_parser() -> argparse.ArgumentParser:
     from .train import PretrainConfig
 
     _add_config_options(p, PretrainConfig, PRETRAIN_HELP, skip=("corpus_sha256",))
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", type=_text, help="continue a run from its latest checkpoint")
     p.add_argument("--allow-changed-corpus", action="store_true",
                    help="with --resume: go on although the corpus file changed since the run started")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("plot", help="draw a pre-training run's plots again")
-    p.add_argument("run_dir", help="a pre-training run folder")
+    p.add_argument("run_dir", type=_text, help="a pre-training run folder")
     p.set_defaults(func=_plot)
 
     p = sub.add_parser("fill-mask", help="predict the words behind [MASK]")
-    p.add_argument("run_dir", help="a pre-training run folder")
-    p.add_argument("text", help="text with one or more [MASK]")
-    p.add_argument("--top-k", type=int, default=5, metavar="K", help="predictions shown per [MASK] (default: 5)")
+    p.add_argument("run_dir", type=_text, help="a pre-training run folder")
+    p.add_argument("text", type=_text, help="text with one or more [MASK]")
+    p.add_argument("--top-k", type=_at_least_one, default=5, metavar="K", help="predictions shown per [MASK] (default: 5)")
     p.set_defaults(func=_fill_mask)
 
     p = sub.add_parser("nsp", help="probability that sentence B follows sentence A")
-    p.add_argument("run_dir", help="a pre-training run folder")
-    p.add_argument("sentence_a", help="the first sentence")
-    p.add_argument("sentence_b", help="the sentence that may or may not follow it")
+    p.add_argument("run_dir", type=_text, help="a pre-training run folder")
+    p.add_argument("sentence_a", type=_text, help="the first sentence")
+    p.add_argument("sentence_b", type=_text, help="the sentence that may or may not follow it")
     p.set_defaults(func=_nsp)
 
     from .finetune import FinetuneConfig
@@ -209,14 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("task", nargs="?", choices=list(TASKS), help="what to fine-tune for (not with --resume)")
     _add_config_options(p, FinetuneConfig, FINETUNE_HELP, skip=("task",))
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a fine-tuning run from its latest checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", type=_text, help="continue a fine-tuning run from its latest checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_finetune)
 
     p = sub.add_parser("transfer", help="fine-tune from a pre-training run and from scratch, and compare")
-    p.add_argument("run_dir", help="a minibert pre-training run")
+    p.add_argument("run_dir", type=_text, help="a minibert pre-training run")
     p.add_argument("--task", choices=list(TASKS), default="qa", help="what to fine-tune for (default: qa)")
-    p.add_argument("--out", default="runs/transfer", help="folder for both runs and the plot (default: runs/transfer)")
+    p.add_argument("--out", default="runs/transfer", type=_text, help="folder for both runs and the plot (default: runs/transfer)")
     p.add_argument("--steps", type=int, default=300, help="fine-tuning steps of each run (default: 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of both runs (default: 0)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 0.001)")
@@ -226,14 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_transfer)
 
     p = sub.add_parser("answer", help="answer a question about a context with a fine-tuned QA run")
-    p.add_argument("run_dir", help="a fine-tuning run for qa")
-    p.add_argument("question", help="the question")
-    p.add_argument("context", help="the text that holds the answer")
+    p.add_argument("run_dir", type=_text, help="a fine-tuning run for qa")
+    p.add_argument("question", type=_text, help="the question")
+    p.add_argument("context", type=_text, help="the text that holds the answer")
     p.set_defaults(func=_answer)
 
     p = sub.add_parser("export", help="write a pre-training run as a Hugging Face BERT folder")
-    p.add_argument("run_dir", help="a pre-training run folder")
-    p.add_argument("out_dir", help="folder to write (new or empty)")
+    p.add_argument("run_dir", type=_text, help="a pre-training run folder")
+    p.add_argument("out_dir", type=_text, help="folder to write (new or empty)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("gradcheck", help="check every hand-written backward against central differences")

@@ -24,8 +24,8 @@ from .config import BertConfig, check_options
 from .io import remove_stale_temporaries, write_text_atomic
 from .loop import refuse_if_too_big, train_loop
 from .optim import AdamW
-from .runs import (has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run, new_run_folder, read_metrics,
-                   read_train_config)
+from .runs import (folder_kept_only_if_used, has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run,
+                   new_run_folder, read_metrics, read_train_config, run_kind)
 from .squad import collate_features, held_out_warning, make_features, predict_answers
 from .tasks import Task, get_task
 from .tokenization import WordPieceTokenizer, train_wordpiece
@@ -313,11 +313,13 @@ def transfer_experiment(pretrain_run, out, task: str = "qa", progress: bool = Fa
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: the folder exists and is not empty; choose another --out")
     run = Path(pretrain_run)
-    results = {}
-    for name, init in (("pretrained", str(run)), ("scratch", "scratch")):
-        cfg = FinetuneConfig(task=task, init=init, out=str(out / name), vocab=str(run / "vocab.txt"),
-                             model=str(run / "config.json"), **options)
-        results[name] = finetune(cfg, progress=progress, echo=echo)
+    if run_kind(run) != "pretrain":  # before anything is created; names the folder if it is no run at all
+        raise ValueError(f"{run}: a fine-tuning run; transfer needs a pre-training run (minibert pretrain)")
+    configs = {name: FinetuneConfig(task=task, init=init, out=str(out / name), vocab=str(run / "vocab.txt"),
+                                    model=str(run / "config.json"), **options)
+               for name, init in (("pretrained", str(run)), ("scratch", "scratch"))}
+    with folder_kept_only_if_used(out):  # a failure before either run wrote anything leaves no folder
+        results = {name: finetune(cfg, progress=progress, echo=echo) for name, cfg in configs.items()}
     from .plots import finetune_figure  # matplotlib loads only when a figure is drawn
 
     fig = finetune_figure({f"from {name}": read_metrics(out / name / "metrics.jsonl") for name in results})

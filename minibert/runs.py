@@ -87,6 +87,9 @@ def new_run_folder(run_dir, restart: bool = False):
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"{run_dir}: exists and is a file, not a folder; choose another --out")
     existed = run_dir.is_dir()
+    top = run_dir  # the outermost folder this call creates: removed again if the run fails early
+    while not existed and not top.parent.exists() and top.parent != top:
+        top = top.parent
     if existed and any(run_dir.iterdir()):
         if not restart:
             raise FileExistsError(f"{run_dir}: the run folder exists and is not empty; choose another --out, "
@@ -103,7 +106,30 @@ def new_run_folder(run_dir, restart: bool = False):
             if existed:
                 _remove_contents(run_dir)
             else:
-                shutil.rmtree(run_dir, ignore_errors=True)
+                shutil.rmtree(top, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def folder_kept_only_if_used(folder):
+    """Create `folder` (and any missing parents) and yield it; if the body fails and the folders
+    it created are still empty, remove them, so a failed command leaves nothing behind."""
+    folder = Path(folder)
+    created = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        created.append(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FileExistsError(f"{folder}: cannot create the folder ({e.strerror})") from None
+    try:
+        yield folder
+    except BaseException:
+        for path in created:  # innermost first
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
         raise
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from . import backend
 from .config import BertConfig, check_options
 from .data import (
+    CORPUS_FORMATS,
     MaskingConfig,
     collate,
     create_pretraining_instances,
@@ -79,11 +80,14 @@ class PretrainConfig:
     def validate(self) -> None:
         """Every option in its range, before anything is written."""
         check_options(self, PRETRAIN_RULES)
-        if self.corpus_format not in ("auto", "lines", "prose"):
+        if self.corpus_format not in CORPUS_FORMATS:
             raise ValueError(f"--corpus-format must be auto, lines or prose, got {self.corpus_format!r}")
         for name in ("out", "corpus", "vocab", "model"):
             if getattr(self, name) == "":
                 raise ValueError(f"--{name} must not be empty")
+        if self.mask_token_prob + self.random_token_prob > 1:
+            raise ValueError(f"--mask-token-prob and --random-token-prob must sum to at most 1, got "
+                             f"{self.mask_token_prob} + {self.random_token_prob}")
         self.masking_config()  # raises on bad masking options
 
 
@@ -95,7 +99,7 @@ PRETRAIN_RULES = {
     "steps": (1, 100_000_000, "training steps"), "batch_size": (1, 1_000_000, "pairs per batch"),
     "seq_length": (8, MAX_SEQ, "tokens per sequence"), "lr": (1e-12, None, "peak learning rate"),
     "warmup_steps": (0, 100_000_000, "steps"), "weight_decay": (0.0, 1.0, "AdamW's decay per unit lr"),
-    "max_grad_norm": (1e-12, 1e12, "global gradient norm"), "mask_prob": (0.0, 1.0, "a probability"),
+    "max_grad_norm": (1e-12, 1e12, "global gradient norm"), "mask_prob": (1e-6, 1.0, "a probability above 0"),
     "mask_token_prob": (0.0, 1.0, "a probability"), "random_token_prob": (0.0, 1.0, "a probability"),
     "max_predictions": (1, MAX_SEQ, "predictions per sequence"), "short_seq_prob": (0.0, 1.0, "a probability"),
     "eval_interval": (1, None, "steps"), "eval_batches": (1, 100_000, "held-out batches"),

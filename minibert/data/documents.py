@@ -19,6 +19,9 @@ from ..tokenization.basic import clean_text
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9\u00C0-\u024F])")
 
 
+CORPUS_FORMATS = ("auto", "lines", "prose")  # "lines": google's one sentence per line; "prose": paragraphs
+
+
 def split_sentences(paragraph: str) -> list[str]:
     """A simple rule-based splitter: "It rains. We stay in." -> ["It rains.", "We stay in."]."""
     return [s.strip() for s in _SENTENCE_END.split(paragraph.strip()) if s.strip()]
@@ -72,7 +75,7 @@ def _blocks(lines: list[str]) -> list[list[str]]:
 
 def read_documents(path, format: str = "auto") -> list[list[str]]:
     """Documents of sentences from a UTF-8 text file; empty documents are dropped."""
-    if format not in ("auto", "lines", "prose"):
+    if format not in CORPUS_FORMATS:
         raise ValueError(f"format must be 'auto', 'lines' or 'prose', got {format!r}")
     path = Path(path)
     blocks = _blocks(_read_lines(path))
