@@ -144,6 +144,9 @@ def build_model_config(cfg: PretrainConfig, tokenizer) -> BertConfig:
     if config.max_position_embeddings < cfg.seq_length:
         raise ValueError(f"--seq-length {cfg.seq_length} exceeds the model's max_position_embeddings "
                          f"{config.max_position_embeddings}")
+    if config.type_vocab_size < 2:  # segment A is 0, segment B is 1
+        raise ValueError(f"{cfg.model}: type_vocab_size {config.type_vocab_size}; next-sentence pairs need 2 "
+                         "segment types")
     return config
 
 

@@ -97,3 +97,42 @@ def test_a_half_written_metrics_line_does_not_block_resume(tmp_path, line):
     with open(tmp_path / "run" / "metrics.jsonl", "a") as f:
         f.write(line.split("\n")[1])  # the crash cut the last record short
     assert pretrain(resume=cfg.out, **QUIET).step == 8
+
+
+@pytest.mark.parametrize("name, content", [
+    ("checkpoints/step-000004/state.json", '{"step": 4, "data_pos'),
+    ("train_config.json", "{not json"),
+    ("train_config.json", '{"steps": 4, "colour": "red"}'),
+    ("config.json", '{"hidden_size": 8, '),
+])
+def test_a_damaged_run_file_is_named(tmp_path, capsys, name, content):
+    """A run file that is no longer what minibert wrote: one line naming that file, for every
+    command that reads it (resume included), never a bare JSON parser message."""
+    pretrain(PretrainConfig(out=str(tmp_path / "run"), **TINY), **QUIET)
+    (tmp_path / "run" / name).write_text(content)
+    shown = name.split("/")[-1]
+    if "colour" in content:  # valid JSON: only resume, which rebuilds the config from it, must refuse
+        one_line_error(capsys, ["pretrain", "--quiet", "--resume", str(tmp_path / "run")], shown, "colour")
+        return
+    one_line_error(capsys, ["fill-mask", str(tmp_path / "run"), "a [MASK]"], shown)
+    one_line_error(capsys, ["pretrain", "--quiet", "--resume", str(tmp_path / "run")], shown)
+
+
+def test_a_model_config_that_cannot_hold_sentence_pairs_is_refused_before_a_folder_exists(tmp_path, capsys):
+    model = tmp_path / "one-segment.json"
+    model.write_text(json.dumps({"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                 "intermediate_size": 16, "type_vocab_size": 1}))
+    one_line_error(capsys, ["pretrain", "--quiet", "--out", str(tmp_path / "run"), "--model", str(model),
+                            "--num-documents", "40"], "type_vocab_size")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_interrupted_run_lists_only_the_files_it_wrote(tmp_path):
+    lines = []
+    cfg = PretrainConfig(out=str(tmp_path / "run"), **{**TINY, "steps": 8})
+    result = pretrain(cfg, on_step=lambda step, stop: stop() if step == 2 else None, progress=False,
+                      echo=lambda *a: lines.append(" ".join(map(str, a))))
+    assert result.interrupted
+    listing = next(line for line in "\n".join(lines).splitlines() if line.startswith("files in"))
+    for plot in ("training.png", "attention.png"):
+        assert (plot in listing) == (tmp_path / "run" / plot).exists(), listing
