@@ -21,7 +21,7 @@ import numpy as np
 
 from .io import iter_jsonl, read_json
 from .tokenization.basic import is_control, is_whitespace, strip_accents
-from .tokenization.wordpiece import wordpiece
+from .tokenization.wordpiece import wordpiece_tokenize
 
 
 # ------------------------------------------------------------------ data
@@ -219,7 +219,7 @@ def tokenize_with_offsets(tokenizer, text: str):
             after = back[pos - 1] + 1 if pos else 0
             raise ValueError(f"cannot find the word {word!r} in the text after character {after}")
         pos = at + len(unicodedata.normalize("NFD", word))
-        pieces = wordpiece(word, tokenizer.vocab, "[UNK]", tokenizer.max_input_chars_per_word)
+        pieces = wordpiece_tokenize(word, tokenizer.vocab, "[UNK]", tokenizer.max_input_chars_per_word)
         if pieces == ["[UNK]"]:
             tokens.append("[UNK]")
             offsets.append((back[at], back[pos - 1] + 1))
@@ -329,6 +329,16 @@ def best_spans(start_logits, end_logits, allowed, max_answer_length: int = 30, n
     scores = np.where(valid, s[:, None] + e[None, :], -np.inf)  # (T, T): row = start, column = end
     flat = np.argsort(-scores, axis=None, kind="stable")[:n_best]
     return [(int(k // T), int(k % T), float(scores.flat[k])) for k in flat if np.isfinite(scores.flat[k])]
+
+
+def best_span(start_logits, end_logits, allowed, max_answer_length: int = 30) -> tuple[int, int] | None:
+    """The valid span (i, j) with the highest start_logits[i] + end_logits[j]: both ends allowed
+    (context tokens), i <= j, and at most max_answer_length tokens. None if no span is valid.
+
+    Not argmax(start) and argmax(end) taken apart: those can give an end before the start,
+    or a span that leaves the context."""
+    spans = best_spans(start_logits, end_logits, allowed, max_answer_length, n_best=1)
+    return (spans[0][0], spans[0][1]) if spans else None
 
 
 def predict_answers(examples, features, start_logits, end_logits, max_answer_length: int = 30,

@@ -5,7 +5,7 @@ import pytest
 
 from minibert import WordPieceTokenizer, train_bpe, train_wordpiece
 from minibert.pretrained import minilm_path
-from minibert.tokenization import BasicTokenizer, bpe_encode, get_stats, merge_vocab, wordpiece
+from minibert.tokenization import BasicTokenizer, bpe_encode, get_stats, merge_vocab, wordpiece_tokenize
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SMALL_VOCAB = SPECIAL + ["un", "##aff", "##able", "the", "cat", "sat", ",", "!", "a", "##b", "cafe", "."]
@@ -21,9 +21,9 @@ def test_basic_tokenizer_steps():
 
 def test_wordpiece_greedy_longest_match():
     vocab = set(SMALL_VOCAB)
-    assert wordpiece("unaffable", vocab) == ["un", "##aff", "##able"]
-    assert wordpiece("unaffablez", vocab) == ["[UNK]"]  # one unmatched piece makes the whole word [UNK]
-    assert wordpiece("a" * 101, vocab) == ["[UNK]"]
+    assert wordpiece_tokenize("unaffable", vocab) == ["un", "##aff", "##able"]
+    assert wordpiece_tokenize("unaffablez", vocab) == ["[UNK]"]  # one unmatched piece makes the whole word [UNK]
+    assert wordpiece_tokenize("a" * 101, vocab) == ["[UNK]"]
 
 
 def test_tokenizer_encode_decode_and_special_tokens():

@@ -96,6 +96,14 @@ def create_pretraining_instances(documents, tokenizer, max_seq_length: int = 128
     return instances
 
 
+def other_document(num_documents: int, d: int, rng) -> int:
+    """The document a random sentence B is taken from: any of the num_documents but d, each
+    with the same probability. (B from d itself could be the true next sentence, labelled
+    "random".) Draws 0..num_documents-2 and steps over d: one draw, no retries."""
+    other = int(rng.integers(num_documents - 1))
+    return other + (other >= d)
+
+
 def _instances_from_document(docs, d, max_seq_length, short_seq_prob, rng, balance_nsp=True):
     document = docs[d]
     max_num_tokens = max_seq_length - 3  # room for [CLS], [SEP], [SEP]
@@ -120,8 +128,7 @@ def _instances_from_document(docs, d, max_seq_length, short_seq_prob, rng, balan
                     is_random = True  # a one-sentence document: only a random B is possible
             tokens_a = [t for s in chunk[:a_end] for t in s]
             if is_random:
-                other = int(rng.integers(len(docs) - 1))
-                other += other >= d  # any document but this one, uniformly
+                other = other_document(len(docs), d, rng)
                 random_doc = docs[other]
                 start = int(rng.integers(len(random_doc)))
                 tokens_b, end = [], start

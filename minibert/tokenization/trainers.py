@@ -125,17 +125,27 @@ def train_bpe(texts, num_merges: int, do_lower_case: bool = True):
     return merges, symbols
 
 
+def bpe_merge(symbols: list[str], pair: tuple[str, str]) -> list[str]:
+    """One merge step: every adjacent (a, b) in `symbols` becomes the one symbol a + b,
+    scanning left to right, so "a a a" with ("a", "a") gives "aa a" (a symbol is merged once).
+
+    ["l", "o", "w", "</w>"], ("l", "o")  ->  ["lo", "w", "</w>"]
+    """
+    a, b = pair
+    i, out = 0, []
+    while i < len(symbols):
+        if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
+            out.append(a + b)
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
+
+
 def bpe_encode(word: str, merges) -> list[str]:
     """Split one word with learned merges, applied in the order they were learned."""
     symbols = list(word) + ["</w>"]
-    for a, b in merges:
-        i, out = 0, []
-        while i < len(symbols):
-            if i + 1 < len(symbols) and symbols[i] == a and symbols[i + 1] == b:
-                out.append(a + b)
-                i += 2
-            else:
-                out.append(symbols[i])
-                i += 1
-        symbols = out
+    for pair in merges:
+        symbols = bpe_merge(symbols, pair)
     return symbols

@@ -12,7 +12,7 @@ from .basic import BasicTokenizer
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-def wordpiece(word: str, vocab, unk_token: str = "[UNK]", max_chars: int = 100) -> list[str]:
+def wordpiece_tokenize(word: str, vocab, unk_token: str = "[UNK]", max_chars: int = 100) -> list[str]:
     """Greedy longest-match-first: "unaffable" -> ["un", "##aff", "##able"].
 
     Continuation pieces carry "##". If any part of the word cannot be matched, the whole
@@ -97,14 +97,14 @@ class WordPieceTokenizer:
         with special_tokens=False they are plain text: "[SEP]" -> "[", "sep", "]"."""
         if not special_tokens:
             return [piece for word in self.plain.tokenize(text)
-                    for piece in wordpiece(word, self.vocab, "[UNK]", self.max_input_chars_per_word)]
+                    for piece in wordpiece_tokenize(word, self.vocab, "[UNK]", self.max_input_chars_per_word)]
         tokens = []
         for part in self._special_split.split(text):
             if part in SPECIAL_TOKENS:
                 tokens.append(part)
                 continue
             for word in self.basic.tokenize(part):
-                tokens.extend(wordpiece(word, self.vocab, "[UNK]", self.max_input_chars_per_word))
+                tokens.extend(wordpiece_tokenize(word, self.vocab, "[UNK]", self.max_input_chars_per_word))
         return tokens
 
     def convert_tokens_to_ids(self, tokens):
