@@ -85,9 +85,11 @@ for name, fn in [("slow (Jacobian per row)", softmax_backward_slow), ("vectorize
 print("same result:", np.allclose(softmax_backward_slow(dout, cache), softmax_backward(dout, cache), atol=1e-12))
 
 # %% [markdown]
-# Attention puts softmax between two matrix products and adds a mask: padded *keys* get
-# the most negative float, so after the softmax their weight is exactly 0 — and so is
-# their gradient. Below, sequence 2 has only 3 real tokens out of 7.
+# Attention puts softmax between two matrix products and adds a mask to the scores of
+# padded *keys*. minibert adds the most negative float of the dtype (Hugging Face's choice;
+# google's code adds -10000). Either way exp() of a padded score underflows to 0, so after
+# the softmax a padded key's weight is exactly 0, and so is its gradient. Below, sequence 2
+# has only 3 real tokens out of 7.
 
 # %%
 B, T, H, A = 2, 7, 12, 3
@@ -109,8 +111,14 @@ print(np.round(cache["probs"][1, 0], 3))
 # %% [markdown]
 # ## GELU
 #
-# Exact GELU is `x * Phi(x)`, Phi the standard normal CDF; its derivative is
-# `Phi(x) + x * phi(x)`. The tanh form approximates it to within about 5e-4.
+# Exact GELU is `x * Phi(x)`, Phi the standard normal CDF. Its derivative follows from the
+# product rule and `Phi' = phi`, the standard normal density `exp(-x^2/2) / sqrt(2 pi)`:
+# `d/dx [x Phi(x)] = Phi(x) + x * phi(x)`.
+#
+# Which GELU is BERT's? Google's first release used this exact (erf) form, and so does
+# Hugging Face's `"gelu"` (the one minibert uses); google's later code and Hugging Face's
+# `"gelu_new"` use the tanh form `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`. The
+# right panel shows how far apart they are: at most about 5e-4.
 
 # %%
 xs = np.linspace(-4, 4, 401)
@@ -155,6 +163,156 @@ errors = mb.gradcheck(broken_layernorm_fn, {"x": rng.standard_normal((4, 8))},
                       {"gamma": rng.standard_normal(8), "beta": rng.standard_normal(8)})
 assert errors["x"] > 1e-3, "the check should catch the bug"
 print(errors)
+
+# %% [markdown]
+# ## Your turn: five backward passes
+#
+# Each function below takes `(dout, cache)` exactly as minibert's does: `cache` is what
+# minibert's forward returned (print it to see what is inside). The check compares your
+# gradients with minibert's and with central differences, on edge cases too: a sequence of
+# length 1, a row with one real token, float64 and float32 inputs. Until you write a
+# function, its check says "not solved yet"; the derivations are above and in
+# `docs/backprop.md`.
+#
+# **Exercise 1.** Softmax: `cache` is the output `out` of the forward.
+
+# %% tags=["exercise"]
+from minibert import exercises
+
+def softmax_backward(dout, cache):
+    """dout: (N..., C) -> dx: (N..., C)"""
+    ### BEGIN SOLUTION
+    out = cache
+    return out * (dout - (dout * out).sum(axis=-1, keepdims=True))
+    ### END SOLUTION
+
+# %% tags=["check"]
+exercises.check("softmax_backward", softmax_backward)
+
+# %% [markdown]
+# **Exercise 2.** LayerNorm: `cache` is `(x_hat, rstd, gamma)`; return `(dx, dgamma, dbeta)`.
+
+# %% tags=["exercise"]
+def layernorm_backward(dout, cache):
+    """dout: (N..., H) -> dx: (N..., H), dgamma: (H,), dbeta: (H,)"""
+    ### BEGIN SOLUTION
+    x_hat, rstd, gamma = cache
+    H = x_hat.shape[-1]
+    dx_hat = dout * gamma
+    dx = rstd * (dx_hat - dx_hat.mean(axis=-1, keepdims=True)
+                 - x_hat * (dx_hat * x_hat).mean(axis=-1, keepdims=True))
+    return dx, (dout * x_hat).reshape(-1, H).sum(axis=0), dout.reshape(-1, H).sum(axis=0)
+    ### END SOLUTION
+
+# %% tags=["check"]
+exercises.check("layernorm_backward", layernorm_backward)
+
+# %% [markdown]
+# **Exercise 3.** GELU: `cache` is `(x, Phi(x))`. The normal density is
+# `phi(x) = exp(-x^2 / 2) / sqrt(2 pi)`.
+
+# %% tags=["exercise"]
+def gelu_backward(dout, cache):
+    """dout: (N...) -> dx: (N...)"""
+    ### BEGIN SOLUTION
+    x, cdf = cache
+    return dout * (cdf + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))
+    ### END SOLUTION
+
+# %% tags=["check"]
+exercises.check("gelu_backward", gelu_backward)
+
+# %% [markdown]
+# **Exercise 4.** Cross-entropy with per-row weights (a weight of 0 ignores the row, as
+# unmasked positions are ignored by the MLM loss): `cache` is
+# `(softmax of the logits, labels, weights, sum of the weights)`, and `dloss` a number.
+
+# %% tags=["exercise"]
+def cross_entropy_backward(dloss, cache):
+    """dloss: () -> dlogits: (N, C)"""
+    ### BEGIN SOLUTION
+    probs, labels, weights, denom = cache
+    dlogits = probs.copy()
+    dlogits[np.arange(len(labels)), labels] -= 1.0
+    return dlogits * (weights * (dloss / denom))[:, None]
+    ### END SOLUTION
+
+# %% tags=["check"]
+exercises.check("cross_entropy_backward", cross_entropy_backward)
+
+# %% [markdown]
+# **Exercise 5.** Attention, the longest one: `cache` is a dict (`q`, `k`, `v`, `probs`, and
+# the caches of the two projections and of dropout). Use `linear_backward` for the
+# projections and your own softmax backward; go through the forward in reverse.
+
+# %% tags=["exercise"]
+from minibert.layers.linear import linear_backward
+from minibert.layers.dropout import dropout_backward
+
+def attention_backward(dout, cache):
+    """dout: (B, T, H) -> dx, dW_qkv, db_qkv, dW_o, db_o"""
+    ### BEGIN SOLUTION
+    q, k, v, probs = cache["q"], cache["k"], cache["v"], cache["probs"]
+    B, A, T, D = q.shape
+    dctx, dW_o, db_o = linear_backward(dout, cache["out"])
+    dctx = dctx.reshape(B, T, A, D).transpose(0, 2, 1, 3)
+    dropped = probs if cache["dropout"] is None else probs * cache["dropout"]
+    dv = dropped.transpose(0, 1, 3, 2) @ dctx
+    dprobs = dropout_backward(dctx @ v.transpose(0, 1, 3, 2), cache["dropout"])
+    dscores = probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True)) / np.sqrt(D)
+    dq, dk = dscores @ k, dscores.transpose(0, 1, 3, 2) @ q
+    dqkv = np.stack([dq, dk, dv]).transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * A * D)
+    dx, dW_qkv, db_qkv = linear_backward(dqkv, cache["qkv"])
+    return dx, dW_qkv, db_qkv, dW_o, db_o
+    ### END SOLUTION
+
+# %% tags=["check"]
+exercises.check("attention_backward", attention_backward)
+
+# %% [markdown]
+# ## Break it: two bugs worth seeing once
+#
+# **Without 1/sqrt(D).** The score `q . k` of two random vectors with unit-variance
+# entries has variance `D`: with `D = 64` a standard deviation of 8. The softmax of such
+# scores puts most of the weight on one key, and its gradient shrinks, since
+# `out * (dout - ...)` is near 0 wherever `out` is near 0 or 1. Below, 32 queries over 32
+# keys: with the scaling, the largest weight of a row is about 0.17 on average. Set
+# `SCALE = 1.0`, run the cell again, and it becomes about 0.8, while the mean gradient
+# falls to about a third.
+
+# %%
+from minibert import layers  # minibert's own layers: the exercises above reuse their names
+
+SCALE = 1 / np.sqrt(64)  # set to 1.0 to break it
+q, k = np.random.default_rng(1).standard_normal((2, 32, 64))
+probs, cache = layers.softmax_forward(SCALE * q @ k.T)
+dx = layers.softmax_backward(np.random.default_rng(2).standard_normal(probs.shape), cache)
+print(f"scale {SCALE:.3f}: largest weight per row, mean {probs.max(axis=1).mean():.2f}; "
+      f"mean |gradient| {np.abs(dx).mean():.4f}")
+
+# %% [markdown]
+# **`+=` on a fancy index.** The embedding backward adds each position's gradient into the
+# row of its token. With NumPy, `dE[ids] += dout` is *not* that: when a token occurs twice,
+# the second write replaces the first instead of adding to it. `np.add.at` adds. Below,
+# the gradient check's relative error is about 1e-10; set `FANCY = True`, run again, and
+# it jumps to about 0.2: token 3's row got only one of its two gradients.
+
+# %%
+FANCY = False  # set to True to break it
+ids = np.array([[3, 1, 3, 0]])  # token 3 occurs twice
+E = np.random.default_rng(3).standard_normal((5, 4))
+
+def embedding_fn(E):
+    def backward(dout):
+        dE = np.zeros_like(E)
+        if FANCY:
+            dE[ids.reshape(-1)] += dout.reshape(-1, 4)
+        else:
+            np.add.at(dE, ids.reshape(-1), dout.reshape(-1, 4))
+        return {"E": dE}
+    return E[ids], backward
+
+print(mb.gradcheck(embedding_fn, {}, {"E": E}))
 
 # %%
 print(f"This notebook ran in {time.perf_counter() - _start:.0f} s.")

