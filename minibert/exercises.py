@@ -184,8 +184,8 @@ def _tuple(out, n: int, names: str, case: str):
 
 
 def _backward_cases(fn, cases, n_out: int, names: str, hint: str) -> str:
-    """cases: (label, dout, cache, numerical gradients or None, dtype). Compares with the
-    reference and with central differences; float32 cases get a looser tolerance."""
+    """cases: (label, the arguments, minibert's gradients, central differences or None per
+    gradient). Compares with both; a case whose first argument is float32 gets a looser tolerance."""
     for label, args, want, numeric in cases:
         got = _tuple(_call(fn, args, label), n_out, names, label)
         float32 = any(getattr(a, "dtype", None) == np.float32 for a in args[:1])

@@ -87,26 +87,20 @@ def new_run_folder(run_dir, restart: bool = False):
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"{run_dir}: exists and is a file, not a folder; choose another --out")
     existed = run_dir.is_dir()
-    top = run_dir  # the outermost folder this call creates: removed again if the run fails early
-    while not existed and not top.parent.exists() and top.parent != top:
-        top = top.parent
     if existed and any(run_dir.iterdir()):
         if not restart:
             raise FileExistsError(f"{run_dir}: the run folder exists and is not empty; choose another --out, "
                                   f"or continue it with --resume {run_dir}")
         _remove_contents(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise FileExistsError(f"{run_dir}: cannot create the run folder ({e.strerror})") from None
+    created = _make_folders(run_dir, "run folder")
     try:
         yield run_dir
     except BaseException:
         if not has_checkpoint(run_dir):
             if existed:
                 _remove_contents(run_dir)
-            else:
-                shutil.rmtree(top, ignore_errors=True)
+            else:  # the outermost folder this call created, with everything the run wrote
+                shutil.rmtree(created[-1], ignore_errors=True)
         raise
 
 
@@ -115,6 +109,19 @@ def folder_kept_only_if_used(folder):
     """Create `folder` (and any missing parents) and yield it; if the body fails and the folders
     it created are still empty, remove them, so a failed command leaves nothing behind."""
     folder = Path(folder)
+    created = _make_folders(folder, "folder")
+    try:
+        yield folder
+    except BaseException:
+        for path in created:  # innermost first
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise
+
+
+def _make_folders(folder: Path, what: str) -> list[Path]:
+    """Create `folder` and any missing parents; returns the folders created, innermost first
+    (empty if it existed). A folder that cannot be created is one line naming it."""
     created = []
     for path in (folder, *folder.parents):
         if path.exists():
@@ -123,14 +130,8 @@ def folder_kept_only_if_used(folder):
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise FileExistsError(f"{folder}: cannot create the folder ({e.strerror})") from None
-    try:
-        yield folder
-    except BaseException:
-        for path in created:  # innermost first
-            if path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
-        raise
+        raise FileExistsError(f"{folder}: cannot create the {what} ({e.strerror})") from None
+    return created
 
 
 def _remove_contents(folder: Path) -> None:
