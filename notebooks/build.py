@@ -52,6 +52,7 @@ def read_source(src: Path):
     nb = jupytext.reads(src.read_text(), fmt="py:percent")
     nb.metadata = {"kernelspec": KERNEL}
     for k, cell in enumerate(nb.cells):
+        cell.id = f"{src.stem[:2]}-{k:02d}"  # stable ids: a rebuild changes only what changed
         tags = cell.metadata.get("tags", [])
         if "exercise" in tags:
             if "### BEGIN SOLUTION" not in cell.source:
