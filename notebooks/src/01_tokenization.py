@@ -5,7 +5,7 @@
 # WordPiece and a BPE vocabulary on the same text and compare them, and use a real BERT
 # vocabulary.
 #
-# Runs in about 10 seconds on a 2-core CPU, with no download.
+# Runs in a few seconds on a 2-core CPU, with no download.
 
 # %%
 import time

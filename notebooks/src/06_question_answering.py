@@ -6,7 +6,7 @@
 # steps and seed — and measure the difference (transfer learning). Then see why taking the
 # argmax of the start scores and of the end scores separately can go wrong.
 #
-# Runs in about 1.5 to 2 minutes on a 2-core CPU (101 s when last built; plus about 5 if notebook 4's run is missing and
+# Runs in about 1.5 to 2 minutes on a 2-core CPU (101 s when last built; plus about 4 minutes if notebook 4's run is missing and
 # has to be trained here).
 
 # %%
