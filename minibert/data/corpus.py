@@ -157,6 +157,18 @@ def _cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
+def _a(noun: str) -> str:
+    """The noun with its indefinite article: "a farmer", "an engineer" (the world has no word like "hour" or "unit")."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
+PLURALS = {"wolf": "wolves", "deer": "deer"}  # the world's nouns that do not just add an -s
+
+
+def _plural(noun: str) -> str:
+    return PLURALS.get(noun, noun + "s")
+
+
 def person_facts(world: World, rng) -> list[Fact]:
     first, last, gender = world.new_person(rng)
     he, him, his = PRONOUNS[gender]
@@ -173,15 +185,15 @@ def person_facts(world: World, rng) -> list[Fact]:
     intro = _pick(rng, [
         Fact(f"{name} was born in {city} in {year}.", f"In which city was {first} born?", city),
         Fact(f"{name} grew up in {city}, a city in {country}.", f"Where did {first} grow up?", city),
-        Fact(f"{name} is a {job} from {city}.", f"What is the job of {first}?", job),
+        Fact(f"{name} is {_a(job)} from {city}.", f"What is the job of {first}?", job),
     ])
     facts = [
-        _pick(rng, [Fact(f"{_cap(who())} works as a {job} at a {workplace} in {city}.", f"What does {first} work as?", job),
+        _pick(rng, [Fact(f"{_cap(who())} works as {_a(job)} at {_a(workplace)} in {city}.", f"What does {first} work as?", job),
                     Fact(f"Every day {first} goes to the {workplace}, where {he} {duty}.", f"Where does {first} work?", workplace)]),
         Fact(f"In {his} free time {first} enjoys {hobby}.", f"What does {first} enjoy in {his} free time?", hobby),
         _pick(rng, [Fact(f"{_cap(his)} favorite food is {food}.", None),
                     Fact(f"{first} likes to eat {food} for dinner.", f"What does {first} like to eat?", food)]),
-        Fact(f"{first} has a {pet} that follows {him} everywhere.", f"Which pet does {first} have?", pet),
+        Fact(f"{first} has {_a(pet)} that follows {him} everywhere.", f"Which pet does {first} have?", pet),
         Fact(f"{_cap(who())} studied {subject} at the university of {city}.", f"What did {first} study?", subject),
         _pick(rng, [Fact(f"{_cap(he)} has {kids} and lives near the center of {city}.", None),
                     Fact(f"{first} is married and has {kids}.", None)]),
@@ -229,8 +241,8 @@ def company_facts(world: World, rng) -> list[Fact]:
     product = INDUSTRIES[industry]
     elsewhere = _pick(rng, [c for c in CITY_COUNTRY if CITY_COUNTRY[c] != country])
     intro = _pick(rng, [
-        Fact(f"{_cap(company)} is a {industry} company based in {city}.", f"Where is {company} based?", city),
-        Fact(f"{_cap(company)} is a {industry} company from {country}.", f"What kind of company is {company}?", industry),
+        Fact(f"{_cap(company)} is {_a(industry)} company based in {city}.", f"Where is {company} based?", city),
+        Fact(f"{_cap(company)} is {_a(industry)} company from {country}.", f"What kind of company is {company}?", industry),
     ])
     facts = [
         Fact(f"It was founded in {year} by {founder}.", f"Who founded {company}?", founder),
@@ -271,7 +283,7 @@ def club_facts(world: World, rng) -> list[Fact]:
     coach = " ".join(world.new_person(rng)[:2])
     fans = rng.randint(2, 60)
     intro = _pick(rng, [
-        Fact(f"{_cap(club)} is a {sport} club from {city}.", f"Which sport does {club} play?", sport),
+        Fact(f"{_cap(club)} is {_a(sport)} club from {city}.", f"Which sport does {club} play?", sport),
         Fact(f"{_cap(club)} plays {sport} in the national league.", f"Which sport does {club} play?", sport),
     ])
     facts = [
@@ -291,15 +303,15 @@ def animal_facts(world: World, rng) -> list[Fact]:
     home, food, size, sound = ANIMALS[animal]
     country = _pick(rng, list(COUNTRIES))
     intro = _pick(rng, [
-        Fact(f"The {animal} is a {size} animal that lives in the {home}.", f"Where does the {animal} live?", home),
-        Fact(f"A {animal} makes its home in the {home}.", f"Where does the {animal} live?", home),
+        Fact(f"The {animal} is {_a(size)} animal that lives in the {home}.", f"Where does the {animal} live?", home),
+        Fact(f"{_cap(_a(animal))} makes its home in the {home}.", f"Where does the {animal} live?", home),
     ])
     facts = [
         Fact(f"It mostly eats {food}.", f"What does the {animal} eat?", food),
         Fact(f"When it is alarmed, the {animal} {sound}.", None),
         Fact(f"Young animals stay with their mother through the first {_pick(rng, SEASONS)}.", None),
-        Fact(f"Many {animal}s can be seen in {country} in {_pick(rng, SEASONS)}.", f"In which country can many {animal}s be seen?", country),
-        Fact(f"Scientists count the {animal}s every year to protect them.", None),
+        Fact(f"Many {_plural(animal)} can be seen in {country} in {_pick(rng, SEASONS)}.", f"In which country can many {_plural(animal)} be seen?", country),
+        Fact(f"Scientists count the {_plural(animal)} every year to protect them.", None),
         Fact(f"Children like to watch the {animal} at the zoo.", None),
         Fact(f"The {animal} is most active early in the morning.", None),
     ]
@@ -313,7 +325,7 @@ def dish_facts(world: World, rng) -> list[Fact]:
     chef = " ".join(world.new_person(rng)[:2])
     minutes = rng.randint(2, 12) * 10
     intro = _pick(rng, [
-        Fact(f"{_cap(dish)} is a {course} made from {ingredient}.", f"What is {dish} made from?", ingredient),
+        Fact(f"{_cap(dish)} is {_a(course)} made from {ingredient}.", f"What is {dish} made from?", ingredient),
         Fact(f"To make {dish} you need {ingredient}.", f"What do you need to make {dish}?", ingredient),
     ])
     facts = [
@@ -323,7 +335,7 @@ def dish_facts(world: World, rng) -> list[Fact]:
         Fact(f"The chef {chef} wrote a famous book about {dish}.", f"Who wrote a famous book about {dish}?", chef),
         Fact(f"Many families eat {dish} on {_pick(rng, MONTHS)} holidays.", None),
         Fact("Some cooks add a little salt and fresh herbs.", None),
-        Fact(f"It tastes best when it is served as a {course}.", None),
+        Fact(f"It tastes best when it is served as {_a(course)}.", None),
     ]
     return [intro] + facts
 
@@ -336,7 +348,7 @@ def festival_facts(world: World, rng) -> list[Fact]:
     visitors = rng.randint(2, 90)
     intro = _pick(rng, [
         Fact(f"{_cap(name)} takes place every year in {month}.", f"When does {name} take place?", month),
-        Fact(f"Every {month}, {city} holds a {kind} festival.", f"When does {city} hold its {kind} festival?", month),
+        Fact(f"Every {month}, {city} holds {_a(kind)} festival.", f"When does {city} hold its {kind} festival?", month),
     ])
     facts = [
         Fact(f"It lasts for {rng.randint(2, 9)} days and fills the streets of {city}.", None),
