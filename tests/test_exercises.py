@@ -9,6 +9,7 @@ import pytest
 from minibert import exercises
 from minibert.data.masking import MaskedTokens
 from minibert.layers.linear import linear_backward
+from minibert.layers.losses import cross_entropy_backward
 from minibert.layers.softmax import softmax_backward
 
 
@@ -209,6 +210,20 @@ def test_a_planted_mistake_is_rejected_with_what_is_wrong(name, wrong, says, cap
 def test_every_exercise_has_two_planted_mistakes():
     counts = {name: sum(n == name for n, _, _ in PLANTED) for name in exercises.names()}
     assert min(counts.values()) >= 2, counts
+
+
+def test_a_float32_gradient_gets_float32_tolerance(capsys):
+    """A right answer computed in float32 in another order can differ from minibert's in its last few
+    bits. The grader must judge a float32 gradient at float32 precision, whatever the case's first
+    argument is (cross-entropy's first argument is the scalar dloss): here the right answer, off by
+    four units in the last place."""
+    def cross_entropy_off_by_four_ulps(dloss, cache):
+        d = cross_entropy_backward(dloss, cache)
+        for _ in range(4):
+            d = np.nextafter(d, np.where(d < 0, -np.inf, np.inf).astype(d.dtype))
+        return d
+
+    assert exercises.check("cross_entropy_backward", cross_entropy_off_by_four_ulps), capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ what a learner sees
