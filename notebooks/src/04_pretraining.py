@@ -57,6 +57,65 @@ config = PretrainConfig(out=str(RUN), seed=0)  # the defaults of `minibert pretr
 result = pretrain(config, progress=False)
 
 # %% [markdown]
+# ## The pairs it trained on
+#
+# Every training example is a pair `[CLS] A [SEP] B [SEP]`. A document is cut into chunks of
+# about one sequence's length; A is the first few sentences of a chunk (how many is drawn at
+# random). With probability 1/2, B is the rest of the chunk and the label is IsNext;
+# otherwise B is a run of sentences from **another document**, beginning at a random sentence
+# of it, and the label is NotNext. That other document is drawn uniformly from all documents
+# except A's own (you write that draw at the end of this notebook). The segment ids
+# (`token_type_ids`) are 0 for `[CLS] A [SEP]` and 1 for `B [SEP]`.
+#
+# Below, pairs built the same way from the first ten documents, with the run's tokenizer;
+# `source` says which document and sentences A and B came from. A pair longer than the
+# sequence (64 tokens, less the 3 special ones) is cut one token at a time from the longer of
+# A and B, at its front or its back at random (google's rule), so a segment can begin or end
+# in the middle of a sentence.
+
+# %%
+pairs = mb.create_pretraining_instances(docs[:10], result.tokenizer, max_seq_length=64, seed=0, masking=None)
+for inst in pairs[:4]:
+    doc_a, a_from, a_to, doc_b, b_from, b_to = inst.source
+    sep = inst.tokens.index("[SEP]")
+    print(f"{'NotNext' if inst.is_random_next else 'IsNext'}: A = document {doc_a}, sentences {a_from}..{a_to - 1};"
+          f" B = document {doc_b}, sentences {b_from}..{b_to - 1}")
+    print("   A:", " ".join(inst.tokens[1:sep]))
+    print("   B:", " ".join(inst.tokens[sep + 1:-1]))
+    print("   token_type_ids:", "".join(map(str, inst.token_type_ids)))
+random_b = [inst for inst in pairs if inst.is_random_next]
+print(f"\n{len(pairs)} pairs from 10 documents, {len(random_b)} with a random B; "
+      f"a random B from A's own document: {sum(i.source[3] == i.source[0] for i in random_b)} times")
+
+# %% [markdown]
+# ## The model
+#
+# The `tiny` configuration: 2 encoder layers, hidden size 128, 2 attention heads, a
+# feed-forward layer of 512. On top of the encoder sit BERT's two heads: the **pooler**
+# (a dense layer and tanh on the `[CLS]` vector) feeding the NSP classifier, and the MLM
+# head (a dense layer, GELU and LayerNorm, then scores over the vocabulary). The MLM
+# decoder is **tied**: its weight matrix is the word-embedding table itself, so the only
+# parameters the MLM output layer adds are one bias per vocabulary entry.
+
+# %%
+model = result.model
+print({k: v for k, v in model.config.to_dict().items()
+       if k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "max_position_embeddings", "type_vocab_size", "hidden_act")})
+parts = {"word embeddings (also the MLM decoder)": ["embeddings.word"],
+         "position and segment embeddings, LayerNorm": ["embeddings."],
+         **{f"encoder layer {i + 1}": [f"layer.{i}."] for i in range(model.config.num_hidden_layers)},
+         "pooler (for NSP)": ["pooler."], "NSP classifier": ["nsp."], "MLM head (transform, LayerNorm, bias)": ["mlm."]}
+counted = set()
+for part, prefixes in parts.items():
+    names = [n for n in model.params if n.startswith(tuple(prefixes)) and n not in counted]
+    counted.update(names)
+    n = sum(model.params[k].size for k in names)
+    print(f"{part:45} {n:>10,}  {n / model.num_parameters():6.1%}")
+print(f"{'total':45} {model.num_parameters():>10,}")
+print("MLM parameters:", [n for n in model.params if n.startswith("mlm.")], "(no decoder matrix: it is the word embeddings)")
+
+# %% [markdown]
 # ## What the masking did
 #
 # Measured on a sample of the training batches: the `[MASK]`/random/unchanged split should
@@ -105,7 +164,7 @@ attention_figure(attentions, tokens)
 # %%
 for text in ["Tickets are sold at the old [MASK] in Paris.",
              "The team wears red shirts at home [MASK].",
-             "Scientists count the wolfs every year to [MASK] them.",
+             "Scientists count the wolves every year to [MASK] them.",
              "It takes about 30 minutes to [MASK].",
              "Every day Anna goes to the bakery, where she bakes [MASK].",
              "The people of Oslo love to eat [MASK]."]:

@@ -101,6 +101,42 @@ if path is not None:
     plt.show()
 
 # %% [markdown]
+# ## [CLS], the pooler, or the mean?
+#
+# BERT offers two other sentence vectors: the last hidden state of `[CLS]`, and the
+# **pooler** output (a dense layer and tanh on that state), which BERT's NSP head and
+# classification fine-tuning read. all-MiniLM-L6-v2's fine-tuning put only the *mean* of the
+# token vectors into its loss. Below, the three side by side on the same six sentences (three
+# pairs of paraphrases): the cosine within each pair, the mean cosine of the twelve pairs of
+# unrelated sentences, and the margin between the weakest paraphrase and the closest
+# unrelated pair.
+
+# %%
+if path is not None:
+    vectors = {"mean of the tokens": (out.sequence_output * mask).sum(axis=1) / mask.sum(axis=1),
+               "[CLS] hidden state": out.sequence_output[:, 0],
+               "pooler output": out.pooled_output}
+    paraphrases = [(0, 1), (2, 3), (4, 5)]
+    unrelated = [(i, j) for i in range(6) for j in range(i + 1, 6) if (i, j) not in paraphrases]
+    print(f"{'':20} {'paraphrase pairs':>20} {'unrelated (mean)':>17} {'margin':>7}  partner ranked first")
+    for name, v in vectors.items():
+        v = v / np.linalg.norm(v, axis=1, keepdims=True)
+        s = v @ v.T
+        para, other = [s[i, j] for i, j in paraphrases], [s[i, j] for i, j in unrelated]
+        np.fill_diagonal(s, -np.inf)
+        first = sum(int(s[i].argmax()) == i ^ 1 for i in range(6))  # partner of 0 is 1, of 3 is 2, ...
+        print(f"{name:20} {' '.join(f'{c:.2f}' for c in para):>20} {np.mean(other):17.2f} "
+              f"{min(para) - max(other):7.2f}  {first} of 6")
+
+# %% [markdown]
+# All three put every sentence's partner first on this tiny set. But with `[CLS]` or the
+# pooler, *unrelated* sentences already sit near 0.5: the vectors share a large common
+# direction, so the scale is compressed and the margin is about half that of mean pooling,
+# where unrelated sentences sit near 0. That is why sentence-embedding models are used with
+# the pooling they were trained with, and why BERT's pooler, trained for NSP, is a poor
+# sentence embedding without fine-tuning.
+
+# %% [markdown]
 # **Exercise.** Add a sentence of your own to `sentences` and find its nearest neighbour.
 
 # %%
