@@ -82,6 +82,8 @@ def test_generated_english_uses_the_right_article_and_plural():
     wrong = Counter(f"{m[1]} {m[2]}" for m in re.finditer(r"\b(an?) ([a-z]+)", text, flags=re.IGNORECASE)
                     if (m[1].lower() == "an") != _starts_with_vowel_sound(m[2].lower()))
     assert not wrong, f"wrong article: {wrong.most_common(10)}"
+    jobs = Counter(re.findall(r"\b(?:works as|is) an? ([A-Za-z]+)", text))
+    assert jobs and all(job.islower() for job in jobs), f"a job written as a name: {[j for j in jobs if not j.islower()]}"
     assert set(ANIMAL_PLURALS) == set(mb.data.corpus.ANIMALS), "an animal was added: write its plural above"
     words = Counter(re.findall(r"[a-z]+", text.lower()))
     for singular, plural in ANIMAL_PLURALS.items():

@@ -24,7 +24,7 @@ FIRST_NAMES = {  # name -> pronoun set
 PRONOUNS = {"she": ("she", "her", "her"), "he": ("he", "him", "his")}
 LAST_NAMES = ("berg smith brown meyer novak rossi silva jensen moreau costa weber fischer larsen "
               "kowalski horvat nielsen dubois garcia lopez marino keller wagner becker hoffman "
-              "lindqvist peterson walker turner baker carter hughes ward cooper reed bell").split()
+              "lindqvist peterson walker turner holm carter hughes ward cooper reed bell").split()
 COUNTRIES = {  # country: (region, language, currency, capital, other cities)
     "norway": ("the north", "norwegian", "krone", "oslo", ("bergen", "tromso", "stavanger")),
     "sweden": ("the north", "swedish", "krona", "stockholm", ("malmo", "uppsala", "gothenburg")),
