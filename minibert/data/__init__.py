@@ -3,6 +3,7 @@
 from .batching import collate
 from .corpus import generate_classification, generate_corpus, generate_qa, split_documents
 from .documents import CORPUS_FORMATS, read_documents, split_sentences
+from .glue import GLUE_TASKS, GlueTask
 from .instances import Instance, create_pretraining_instances, tokenize_documents, truncate_seq_pair
 from .labels import parse_label
 from .masking import MaskedTokens, MaskingConfig, exact_count, mask_tokens
