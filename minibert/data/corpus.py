@@ -108,13 +108,13 @@ PROPER_NOUNS = frozenset([*FIRST_NAMES, *LAST_NAMES, *COUNTRIES, *CITY_COUNTRY, 
 _WORD = re.compile(r"[a-z]+")
 
 
-def _capitalize_names(text: str) -> str:
+def capitalize_names(text: str) -> str:
     """"anna lives in oslo" -> "Anna lives in Oslo": names of people, places, companies, languages."""
     return _WORD.sub(lambda m: m.group(0).capitalize() if m.group(0) in PROPER_NOUNS else m.group(0), text)
 
 
 def _sentence_case(text: str | None) -> str | None:
-    return None if text is None else _cap(_capitalize_names(text))
+    return None if text is None else _cap(capitalize_names(text))
 
 
 @dataclass
@@ -128,12 +128,12 @@ class Fact:
     def __post_init__(self):
         self.sentence, self.question = _sentence_case(self.sentence), _sentence_case(self.question)
         if self.answer is not None:
-            self.answer = _capitalize_names(self.answer)
+            self.answer = capitalize_names(self.answer)
         if self.answer is not None and self.answer not in self.sentence:
             raise AssertionError(f"answer {self.answer!r} not in {self.sentence!r}")
 
 
-def _pick(rng, options):
+def pick(rng, options):
     return options[rng.randrange(len(options))]
 
 
@@ -143,21 +143,21 @@ class World:
     def __init__(self, seed: int):
         rng = random.Random(seed)
         cities = sorted(CITY_COUNTRY)
-        self.companies = {name: (_pick(rng, list(INDUSTRIES)), _pick(rng, cities), rng.randint(1890, 2015))
+        self.companies = {name: (pick(rng, list(INDUSTRIES)), pick(rng, cities), rng.randint(1890, 2015))
                           for name in COMPANY_NAMES}
         self.founders = {name: self.new_person(rng) for name in COMPANY_NAMES}
 
     @staticmethod
     def new_person(rng):
-        first = _pick(rng, list(FIRST_NAMES))
-        return first, _pick(rng, LAST_NAMES), FIRST_NAMES[first]
+        first = pick(rng, list(FIRST_NAMES))
+        return first, pick(rng, LAST_NAMES), FIRST_NAMES[first]
 
 
 def _cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
-def _a(noun: str) -> str:
+def with_article(noun: str) -> str:
     """The noun with its indefinite article: "a farmer", "an engineer" (the world has no word like "hour" or "unit")."""
     return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
@@ -173,45 +173,45 @@ def person_facts(world: World, rng) -> list[Fact]:
     first, last, gender = world.new_person(rng)
     he, him, his = PRONOUNS[gender]
     name = f"{first} {last}"
-    city = _pick(rng, sorted(CITY_COUNTRY))
+    city = pick(rng, sorted(CITY_COUNTRY))
     country = CITY_COUNTRY[city]
-    job = _pick(rng, list(JOBS))
+    job = pick(rng, list(JOBS))
     workplace, duty = JOBS[job]
-    company = _pick(rng, COMPANY_NAMES)
+    company = pick(rng, COMPANY_NAMES)
     year = rng.randint(1950, 2005)
-    hobby, food, pet, subject = (_pick(rng, x) for x in (HOBBIES, FOODS, PETS, SUBJECTS))
-    kids = _pick(rng, ["one child", "two children", "three children", "four children"])
-    who = lambda: _pick(rng, [first, he])  # noqa: E731 - first name or pronoun, as people write
-    intro = _pick(rng, [
+    hobby, food, pet, subject = (pick(rng, x) for x in (HOBBIES, FOODS, PETS, SUBJECTS))
+    kids = pick(rng, ["one child", "two children", "three children", "four children"])
+    who = lambda: pick(rng, [first, he])  # noqa: E731 - first name or pronoun, as people write
+    intro = pick(rng, [
         Fact(f"{name} was born in {city} in {year}.", f"In which city was {first} born?", city),
         Fact(f"{name} grew up in {city}, a city in {country}.", f"Where did {first} grow up?", city),
-        Fact(f"{name} is {_a(job)} from {city}.", f"What is the job of {first}?", job),
+        Fact(f"{name} is {with_article(job)} from {city}.", f"What is the job of {first}?", job),
     ])
     facts = [
-        _pick(rng, [Fact(f"{_cap(who())} works as {_a(job)} at {_a(workplace)} in {city}.", f"What does {first} work as?", job),
+        pick(rng, [Fact(f"{_cap(who())} works as {with_article(job)} at {with_article(workplace)} in {city}.", f"What does {first} work as?", job),
                     Fact(f"Every day {first} goes to the {workplace}, where {he} {duty}.", f"Where does {first} work?", workplace)]),
         Fact(f"In {his} free time {first} enjoys {hobby}.", f"What does {first} enjoy in {his} free time?", hobby),
-        _pick(rng, [Fact(f"{_cap(his)} favorite food is {food}.", None),
+        pick(rng, [Fact(f"{_cap(his)} favorite food is {food}.", None),
                     Fact(f"{first} likes to eat {food} for dinner.", f"What does {first} like to eat?", food)]),
-        Fact(f"{first} has {_a(pet)} that follows {him} everywhere.", f"Which pet does {first} have?", pet),
+        Fact(f"{first} has {with_article(pet)} that follows {him} everywhere.", f"Which pet does {first} have?", pet),
         Fact(f"{_cap(who())} studied {subject} at the university of {city}.", f"What did {first} study?", subject),
-        _pick(rng, [Fact(f"{_cap(he)} has {kids} and lives near the center of {city}.", None),
+        pick(rng, [Fact(f"{_cap(he)} has {kids} and lives near the center of {city}.", None),
                     Fact(f"{first} is married and has {kids}.", None)]),
         Fact(f"Before that, {first} worked for {company} for several years.", f"Which company did {first} work for?", company),
         Fact(f"{_cap(he)} speaks {COUNTRIES[country][1]} at home.", f"Which language does {first} speak at home?", COUNTRIES[country][1]),
-        Fact(f"Each {_pick(rng, MONTHS)} {first} visits {his} parents in {_pick(rng, COUNTRIES[country][4])}.", None),
+        Fact(f"Each {pick(rng, MONTHS)} {first} visits {his} parents in {pick(rng, COUNTRIES[country][4])}.", None),
     ]
     return [intro] + facts
 
 
 def city_facts(world: World, rng) -> list[Fact]:
-    city = _pick(rng, sorted(CITY_COUNTRY))
+    city = pick(rng, sorted(CITY_COUNTRY))
     country = CITY_COUNTRY[city]
     region, language, currency, capital, others = COUNTRIES[country]
-    neighbor = _pick(rng, [c for c in (capital, *others) if c != city])
-    landmark, food, month, weather = (_pick(rng, x) for x in (LANDMARKS, FOODS, MONTHS, WEATHER))
+    neighbor = pick(rng, [c for c in (capital, *others) if c != city])
+    landmark, food, month, weather = (pick(rng, x) for x in (LANDMARKS, FOODS, MONTHS, WEATHER))
     local = [c for c, (_, hq, _) in world.companies.items() if hq == city]
-    intro = _pick(rng, [
+    intro = pick(rng, [
         Fact(f"{_cap(city)} is a city in {country}.", f"In which country is {city}?", country),
         Fact(f"{_cap(city)} is one of the largest cities of {country}.", f"Which country is {city} in?", country),
     ])
@@ -227,22 +227,22 @@ def city_facts(world: World, rng) -> list[Fact]:
     if city == capital:
         facts.append(Fact(f"{_cap(city)} is the capital of {country}.", f"What is the capital of {country}?", city))
     if local:
-        company = _pick(rng, local)
+        company = pick(rng, local)
         facts.append(Fact(f"The {world.companies[company][0]} company {company} has its headquarters in {city}.",
                           f"Which company has its headquarters in {city}?", company))
     return [intro] + facts
 
 
 def company_facts(world: World, rng) -> list[Fact]:
-    company = _pick(rng, COMPANY_NAMES)
+    company = pick(rng, COMPANY_NAMES)
     industry, city, year = world.companies[company]
     country = CITY_COUNTRY[city]
     founder = " ".join(world.founders[company][:2])
     product = INDUSTRIES[industry]
-    elsewhere = _pick(rng, [c for c in CITY_COUNTRY if CITY_COUNTRY[c] != country])
-    intro = _pick(rng, [
-        Fact(f"{_cap(company)} is {_a(industry)} company based in {city}.", f"Where is {company} based?", city),
-        Fact(f"{_cap(company)} is {_a(industry)} company from {country}.", f"What kind of company is {company}?", industry),
+    elsewhere = pick(rng, [c for c in CITY_COUNTRY if CITY_COUNTRY[c] != country])
+    intro = pick(rng, [
+        Fact(f"{_cap(company)} is {with_article(industry)} company based in {city}.", f"Where is {company} based?", city),
+        Fact(f"{_cap(company)} is {with_article(industry)} company from {country}.", f"What kind of company is {company}?", industry),
     ])
     facts = [
         Fact(f"It was founded in {year} by {founder}.", f"Who founded {company}?", founder),
@@ -251,16 +251,16 @@ def company_facts(world: World, rng) -> list[Fact]:
         Fact(f"Its headquarters are in {city}, {country}.", f"Where are the headquarters of {company}?", city),
         Fact(f"Last year {company} opened a new office in {elsewhere}.", f"Where did {company} open a new office?", elsewhere),
         Fact(f"Many of its workers are engineers who work on new {product}.", None),
-        Fact(f"The {industry} market grew in {_pick(rng, MONTHS)}, and {company} sold more {product} than ever.", None),
+        Fact(f"The {industry} market grew in {pick(rng, MONTHS)}, and {company} sold more {product} than ever.", None),
     ]
     return [intro] + facts
 
 
 def country_facts(world: World, rng) -> list[Fact]:
-    country = _pick(rng, list(COUNTRIES))
+    country = pick(rng, list(COUNTRIES))
     region, language, currency, capital, others = COUNTRIES[country]
     known, sport, landscape = COUNTRY_TRAITS[country]
-    intro = _pick(rng, [
+    intro = pick(rng, [
         Fact(f"{_cap(country)} is a country in {region}.", None),
         Fact(f"{_cap(country)} is a country known for its {known}.", f"What is {country} known for?", known),
     ])
@@ -271,19 +271,19 @@ def country_facts(world: World, rng) -> list[Fact]:
         Fact(f"Other large cities in {country} are {others[0]} and {others[1]}.", None),
         Fact(f"The national sport of {country} is {sport}.", f"What is the national sport of {country}?", sport),
         Fact(f"Visitors come to see the {landscape} of {country}.", f"What do visitors come to see in {country}?", landscape),
-        Fact(f"In {_pick(rng, MONTHS)} many tourists travel to {_pick(rng, others)}.", None),
+        Fact(f"In {pick(rng, MONTHS)} many tourists travel to {pick(rng, others)}.", None),
     ]
     return [intro] + facts
 
 
 def club_facts(world: World, rng) -> list[Fact]:
-    city = _pick(rng, sorted(CITY_COUNTRY))
-    club = f"{city} {_pick(rng, CLUB_WORDS)}"
-    sport, color, other = _pick(rng, SPORTS), _pick(rng, COLORS), _pick(rng, sorted(CITY_COUNTRY))
+    city = pick(rng, sorted(CITY_COUNTRY))
+    club = f"{city} {pick(rng, CLUB_WORDS)}"
+    sport, color, other = pick(rng, SPORTS), pick(rng, COLORS), pick(rng, sorted(CITY_COUNTRY))
     coach = " ".join(world.new_person(rng)[:2])
     fans = rng.randint(2, 60)
-    intro = _pick(rng, [
-        Fact(f"{_cap(club)} is {_a(sport)} club from {city}.", f"Which sport does {club} play?", sport),
+    intro = pick(rng, [
+        Fact(f"{_cap(club)} is {with_article(sport)} club from {city}.", f"Which sport does {club} play?", sport),
         Fact(f"{_cap(club)} plays {sport} in the national league.", f"Which sport does {club} play?", sport),
     ])
     facts = [
@@ -299,18 +299,18 @@ def club_facts(world: World, rng) -> list[Fact]:
 
 
 def animal_facts(world: World, rng) -> list[Fact]:
-    animal = _pick(rng, list(ANIMALS))
+    animal = pick(rng, list(ANIMALS))
     home, food, size, sound = ANIMALS[animal]
-    country = _pick(rng, list(COUNTRIES))
-    intro = _pick(rng, [
-        Fact(f"The {animal} is {_a(size)} animal that lives in the {home}.", f"Where does the {animal} live?", home),
-        Fact(f"{_cap(_a(animal))} makes its home in the {home}.", f"Where does the {animal} live?", home),
+    country = pick(rng, list(COUNTRIES))
+    intro = pick(rng, [
+        Fact(f"The {animal} is {with_article(size)} animal that lives in the {home}.", f"Where does the {animal} live?", home),
+        Fact(f"{_cap(with_article(animal))} makes its home in the {home}.", f"Where does the {animal} live?", home),
     ])
     facts = [
         Fact(f"It mostly eats {food}.", f"What does the {animal} eat?", food),
         Fact(f"When it is alarmed, the {animal} {sound}.", None),
-        Fact(f"Young animals stay with their mother through the first {_pick(rng, SEASONS)}.", None),
-        Fact(f"Many {_plural(animal)} can be seen in {country} in {_pick(rng, SEASONS)}.", f"In which country can many {_plural(animal)} be seen?", country),
+        Fact(f"Young animals stay with their mother through the first {pick(rng, SEASONS)}.", None),
+        Fact(f"Many {_plural(animal)} can be seen in {country} in {pick(rng, SEASONS)}.", f"In which country can many {_plural(animal)} be seen?", country),
         Fact(f"Scientists count the {_plural(animal)} every year to protect them.", None),
         Fact(f"Children like to watch the {animal} at the zoo.", None),
         Fact(f"The {animal} is most active early in the morning.", None),
@@ -319,13 +319,13 @@ def animal_facts(world: World, rng) -> list[Fact]:
 
 
 def dish_facts(world: World, rng) -> list[Fact]:
-    dish = _pick(rng, list(DISHES))
+    dish = pick(rng, list(DISHES))
     ingredient, method, course = DISHES[dish]
-    country = _pick(rng, list(COUNTRIES))
+    country = pick(rng, list(COUNTRIES))
     chef = " ".join(world.new_person(rng)[:2])
     minutes = rng.randint(2, 12) * 10
-    intro = _pick(rng, [
-        Fact(f"{_cap(dish)} is {_a(course)} made from {ingredient}.", f"What is {dish} made from?", ingredient),
+    intro = pick(rng, [
+        Fact(f"{_cap(dish)} is {with_article(course)} made from {ingredient}.", f"What is {dish} made from?", ingredient),
         Fact(f"To make {dish} you need {ingredient}.", f"What do you need to make {dish}?", ingredient),
     ])
     facts = [
@@ -333,22 +333,22 @@ def dish_facts(world: World, rng) -> list[Fact]:
         Fact(f"It takes about {minutes} minutes to prepare.", None),
         Fact(f"The dish is very popular in {country}.", f"Where is {dish} very popular?", country),
         Fact(f"The chef {chef} wrote a famous book about {dish}.", f"Who wrote a famous book about {dish}?", chef),
-        Fact(f"Many families eat {dish} on {_pick(rng, MONTHS)} holidays.", None),
+        Fact(f"Many families eat {dish} on {pick(rng, MONTHS)} holidays.", None),
         Fact("Some cooks add a little salt and fresh herbs.", None),
-        Fact(f"It tastes best when it is served as {_a(course)}.", None),
+        Fact(f"It tastes best when it is served as {with_article(course)}.", None),
     ]
     return [intro] + facts
 
 
 def festival_facts(world: World, rng) -> list[Fact]:
-    city = _pick(rng, sorted(CITY_COUNTRY))
-    kind, month = _pick(rng, FESTIVAL_KINDS), _pick(rng, MONTHS)
+    city = pick(rng, sorted(CITY_COUNTRY))
+    kind, month = pick(rng, FESTIVAL_KINDS), pick(rng, MONTHS)
     name = f"the {city} {kind} festival"
     organizer = " ".join(world.new_person(rng)[:2])
     visitors = rng.randint(2, 90)
-    intro = _pick(rng, [
+    intro = pick(rng, [
         Fact(f"{_cap(name)} takes place every year in {month}.", f"When does {name} take place?", month),
-        Fact(f"Every {month}, {city} holds {_a(kind)} festival.", f"When does {city} hold its {kind} festival?", month),
+        Fact(f"Every {month}, {city} holds {with_article(kind)} festival.", f"When does {city} hold its {kind} festival?", month),
     ])
     facts = [
         Fact(f"It lasts for {rng.randint(2, 9)} days and fills the streets of {city}.", None),
@@ -366,7 +366,7 @@ DOCUMENT_KINDS = (person_facts, city_facts, company_facts, country_facts,
                   club_facts, animal_facts, dish_facts, festival_facts)
 
 
-def _document_facts(world: World, rng, kind) -> list[Fact]:
+def document_facts(world: World, rng, kind) -> list[Fact]:
     facts = kind(world, rng)
     body = facts[1:]
     rng.shuffle(body)
@@ -378,7 +378,7 @@ def generate_corpus(num_documents: int = 3000, seed: int = 0) -> list[list[str]]
     """Documents (lists of sentences) about the generated world, the eight kinds in turn."""
     world = World(seed)
     rng = random.Random(seed + 1)
-    return [[f.sentence for f in _document_facts(world, rng, DOCUMENT_KINDS[i % len(DOCUMENT_KINDS)])] for i in range(num_documents)]
+    return [[f.sentence for f in document_facts(world, rng, DOCUMENT_KINDS[i % len(DOCUMENT_KINDS)])] for i in range(num_documents)]
 
 
 def split_documents(documents, eval_fraction: float = 0.1):
@@ -397,11 +397,11 @@ def generate_qa(num_examples: int = 2000, seed: int = 0) -> list[dict]:
     rng = random.Random(seed + 2)
     examples = []
     while len(examples) < num_examples:
-        facts = _document_facts(world, rng, DOCUMENT_KINDS[len(examples) % len(DOCUMENT_KINDS)])
+        facts = document_facts(world, rng, DOCUMENT_KINDS[len(examples) % len(DOCUMENT_KINDS)])
         answerable = [i for i, f in enumerate(facts) if f.question]
         if not answerable:
             continue
-        target = facts[_pick(rng, answerable)]
+        target = facts[pick(rng, answerable)]
         context, start = "", None
         for f in facts:
             if context:
@@ -424,6 +424,6 @@ def generate_classification(num_examples: int = 4000, seed: int = 0) -> tuple[li
     examples = []
     while len(examples) < num_examples:
         label = len(examples) % len(DOCUMENT_KINDS)
-        facts = _document_facts(world, rng, DOCUMENT_KINDS[label])
-        examples.append({"text": _pick(rng, facts).sentence, "label": label})
+        facts = document_facts(world, rng, DOCUMENT_KINDS[label])
+        examples.append({"text": pick(rng, facts).sentence, "label": label})
     return examples, names

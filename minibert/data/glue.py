@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .corpus import (CITY_COUNTRY, COMPANY_NAMES, COUNTRIES, DOCUMENT_KINDS, FIRST_NAMES, JOBS, LAST_NAMES,
-                     PROPER_NOUNS, World, _a, _capitalize_names, _document_facts, _pick)
+                     PROPER_NOUNS, World, with_article, capitalize_names, document_facts, pick)
 
 
 # ------------------------------------------------------------------ metrics, as GLUE reports them
@@ -83,8 +83,8 @@ def generate_acceptable(n: int, seed: int = 0) -> list:
     world, rng = World(seed), random.Random(seed + 11)
     examples = []
     while len(examples) < n:
-        facts = _document_facts(world, rng, DOCUMENT_KINDS[len(examples) % len(DOCUMENT_KINDS)])
-        words = _pick(rng, facts).sentence[:-1].split()  # without the final period
+        facts = document_facts(world, rng, DOCUMENT_KINDS[len(examples) % len(DOCUMENT_KINDS)])
+        words = pick(rng, facts).sentence[:-1].split()  # without the final period
         label = len(examples) % 2
         if label == 0:
             i = rng.randrange(len(words) - 1)
@@ -110,23 +110,23 @@ PARAPHRASE_TEMPLATES = {
 def _fact_pair(rng, relation):
     """(subject, object, a wrong object) for one relation of the world."""
     if relation == "city in country":
-        city = _pick(rng, sorted(CITY_COUNTRY))
-        return city, CITY_COUNTRY[city], _pick(rng, [c for c in COUNTRIES if c != CITY_COUNTRY[city]])
+        city = pick(rng, sorted(CITY_COUNTRY))
+        return city, CITY_COUNTRY[city], pick(rng, [c for c in COUNTRIES if c != CITY_COUNTRY[city]])
     if relation == "capital":
-        country = _pick(rng, list(COUNTRIES))
+        country = pick(rng, list(COUNTRIES))
         capital = COUNTRIES[country][3]
-        return country, capital, _pick(rng, [c for c in CITY_COUNTRY if c != capital])
+        return country, capital, pick(rng, [c for c in CITY_COUNTRY if c != capital])
     if relation == "company city":
-        return _pick(rng, COMPANY_NAMES), *rng.sample(sorted(CITY_COUNTRY), 2)
-    name = f"{_pick(rng, list(FIRST_NAMES))} {_pick(rng, LAST_NAMES)}"
+        return pick(rng, COMPANY_NAMES), *rng.sample(sorted(CITY_COUNTRY), 2)
+    name = f"{pick(rng, list(FIRST_NAMES))} {pick(rng, LAST_NAMES)}"
     if relation == "person job":
-        return (name, *(_a(j) for j in rng.sample(list(JOBS), 2)))
+        return (name, *(with_article(j) for j in rng.sample(list(JOBS), 2)))
     return name, *rng.sample(sorted(CITY_COUNTRY), 2)
 
 
 def _sentence(text: str) -> str:
     """Names capitalized, and the first letter: "the capital of norway is oslo." -> "The capital of Norway is Oslo." """
-    text = _capitalize_names(text.lower())
+    text = capitalize_names(text.lower())
     return text[:1].upper() + text[1:]
 
 
@@ -137,7 +137,7 @@ def generate_paraphrase(n: int, seed: int = 0) -> list:
     rng = random.Random(seed + 12)
     examples = []
     for i in range(n):
-        relation = _pick(rng, list(PARAPHRASE_TEMPLATES))
+        relation = pick(rng, list(PARAPHRASE_TEMPLATES))
         first, second = rng.sample(PARAPHRASE_TEMPLATES[relation], 2)
         s, o, other = _fact_pair(rng, relation)
         label = i % 2
@@ -162,11 +162,11 @@ def generate_entailment(n: int, seed: int = 0) -> list:
     rng = random.Random(seed + 13)
     examples = []
     for i in range(n):
-        premise, hypothesis = _pick(rng, ENTAILMENT_TEMPLATES)
-        city = _pick(rng, sorted(CITY_COUNTRY))
+        premise, hypothesis = pick(rng, ENTAILMENT_TEMPLATES)
+        city = pick(rng, sorted(CITY_COUNTRY))
         label = i % 2
-        country = CITY_COUNTRY[city] if label else _pick(rng, [c for c in COUNTRIES if c != CITY_COUNTRY[city]])
-        who = {"p": f"{_pick(rng, list(FIRST_NAMES))} {_pick(rng, LAST_NAMES)}", "c": _pick(rng, COMPANY_NAMES)}
+        country = CITY_COUNTRY[city] if label else pick(rng, [c for c in COUNTRIES if c != CITY_COUNTRY[city]])
+        who = {"p": f"{pick(rng, list(FIRST_NAMES))} {pick(rng, LAST_NAMES)}", "c": pick(rng, COMPANY_NAMES)}
         examples.append({"text": _sentence(premise.format(city=city, **who)),
                          "text_b": _sentence(hypothesis.format(country=country, **who)), "label": label})
     return examples
@@ -199,8 +199,8 @@ def generate_entities(n: int, seed: int = 0) -> list:
     world, rng = World(seed), random.Random(seed + 14)
     examples = []
     while len(examples) < n:
-        facts = _document_facts(world, rng, DOCUMENT_KINDS[len(examples) % len(DOCUMENT_KINDS)])
-        words, tags = tag_words(_pick(rng, facts).sentence)
+        facts = document_facts(world, rng, DOCUMENT_KINDS[len(examples) % len(DOCUMENT_KINDS)])
+        words, tags = tag_words(pick(rng, facts).sentence)
         examples.append({"words": words, "tags": tags})
     return examples
 
