@@ -4,7 +4,8 @@ from .backend import BackendError, get_backend, set_backend, to_host
 from .config import PRESETS, BertConfig
 from .gradcheck import gradcheck, relative_error
 from .model import BertForPreTraining, BertModel, BertOutput
-from .heads import BertForQuestionAnswering, BertForSequenceClassification
+from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
+from .lm import BertLMHeadModel, ElmoFeatures
 from .hf import to_hf_state_dict
 from .pretrained import minilm_path
 from .tokenization import WordPieceTokenizer, train_bpe, train_wordpiece

@@ -1,6 +1,7 @@
-"""Fine-tuning heads: question answering (start/end logits over the tokens) and sentence
-(-pair) classification (a dense layer on the pooled [CLS] vector). Both reuse the
-pre-trained encoder unchanged and add one small layer with its own backward."""
+"""Fine-tuning heads: question answering (start/end logits over the tokens), sentence
+(-pair) classification (a dense layer on the pooled [CLS] vector) and token classification
+(a dense layer on every token, for NER). All reuse the pre-trained encoder unchanged and
+add one small layer with its own backward."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from . import backend
 from .layers import cross_entropy_backward, cross_entropy_forward, dropout_backward, dropout_forward
 from .layers import linear_backward, linear_forward
 from .model import BertModel, BertOutput
+
+IGNORE_INDEX = -100  # a label that is not a target (padding, [CLS], a word's later pieces): PyTorch's default
+
+
+def label_config(num_labels: int) -> dict:
+    """The label fields of a Hugging Face config.json for a classifier with num_labels classes."""
+    return {"num_labels": num_labels, "id2label": {str(i): f"LABEL_{i}" for i in range(num_labels)},
+            "label2id": {f"LABEL_{i}": i for i in range(num_labels)}}
 
 
 class BertForQuestionAnswering(BertModel):
@@ -75,8 +84,7 @@ class BertForSequenceClassification(BertModel):
         self._add_dense(init, "classifier", self.config.hidden_size, self.num_labels)
 
     def hf_config_extras(self) -> dict:
-        return {"num_labels": self.num_labels, "id2label": {str(i): f"LABEL_{i}" for i in range(self.num_labels)},
-                "label2id": {f"LABEL_{i}": i for i in range(self.num_labels)}}
+        return label_config(self.num_labels)
 
     def forward(self, batch: dict, training: bool = False, rng=None, output_attentions: bool = False) -> BertOutput:
         p = self.params
@@ -106,5 +114,64 @@ class BertForSequenceClassification(BertModel):
         xp = backend.array_module(dpooled)
         dseq = xp.zeros((dpooled.shape[0], cache["enc"]["T"], dpooled.shape[1]), dpooled.dtype)  # only [CLS] was read
         dword = self._encode_backward(dseq, dpooled, cache["enc"], grads)
+        grads["embeddings.word"] = self._word_lookup_backward(dword, cache["enc"])
+        return grads
+
+
+class BertForTokenClassification(BertModel):
+    """logits = dropout(sequence_output) @ W + b: (B, T, num_labels), one label per token.
+
+    batch: the encoder's inputs and, for the loss, `labels` (B, T) in [0, num_labels), or
+    IGNORE_INDEX (-100) for tokens that are not scored. loss = mean cross-entropy over the
+    scored tokens, as transformers' BertForTokenClassification (0, not NaN, when none is).
+    """
+
+    add_pooling_layer = False  # every token is read; no [CLS] summary
+
+    def __init__(self, config, num_labels: int = 2, seed: int = 0, dtype=np.float32):
+        if num_labels < 2:
+            raise ValueError(f"num_labels must be >= 2 (classification), got {num_labels}")
+        self.num_labels = num_labels
+        super().__init__(config, seed=seed, dtype=dtype)
+
+    def _init_heads(self, init) -> None:
+        self._add_dense(init, "classifier", self.config.hidden_size, self.num_labels)
+
+    def hf_config_extras(self) -> dict:
+        return label_config(self.num_labels)
+
+    def forward(self, batch: dict, training: bool = False, rng=None, output_attentions: bool = False) -> BertOutput:
+        p = self.params
+        xp = backend.array_module(p["embeddings.word"])
+        rng = self._rng(training, rng)
+        seq, _, attentions, enc_cache = self._encode(batch, training, rng, output_attentions)
+        h, drop_cache = dropout_forward(seq, self.config.hidden_dropout_prob, training, rng)  # (B, T, H)
+        logits, cls_cache = linear_forward(h, p["classifier.W"], p["classifier.b"])  # (B, T, C)
+        out = BertOutput(sequence_output=seq, attentions=attentions)
+        out.extras["logits"] = logits
+        self._cache = None
+        if batch.get("labels") is not None:
+            B, T, C = logits.shape
+            labels = xp.asarray(batch["labels"])
+            if labels.shape != (B, T):
+                raise ValueError(f"labels has shape {labels.shape}, expected {(B, T)}")
+            scored = labels != IGNORE_INDEX  # (B, T)
+            if bool((scored & ((labels < 0) | (labels >= C))).any()):
+                raise ValueError(f"labels must lie in [0, {C}) or be {IGNORE_INDEX}")
+            weights = scored.reshape(-1).astype(self.dtype)  # (B*T,), 0 = not scored
+            out.loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, C), labels.reshape(-1), weights)
+            correct = (logits.argmax(axis=-1) == labels) & scored
+            out.extras["accuracy"] = correct.sum() / max(int(scored.sum()), 1)
+            self._cache = {"enc": enc_cache, "drop": drop_cache, "cls": cls_cache, "ce": ce_cache}
+        return out
+
+    def backward(self) -> dict:
+        cache = self._take_cache()
+        grads = {}
+        dlogits = cross_entropy_backward(1.0, cache["ce"])  # (B*T, C); unscored tokens get exactly 0
+        # forward: logits = h @ W + b, with h = dropout(sequence_output) (B, T, H): dh comes back as (B, T, H)
+        dh, grads["classifier.W"], grads["classifier.b"] = linear_backward(dlogits, cache["cls"])
+        dseq = dropout_backward(dh, cache["drop"])  # (B, T, H)
+        dword = self._encode_backward(dseq, None, cache["enc"], grads)
         grads["embeddings.word"] = self._word_lookup_backward(dword, cache["enc"])
         return grads

@@ -47,6 +47,7 @@ TABLE = [
     ("pooler.W",                "pooler.dense.weight",                                  "transpose"),
     ("pooler.b",                "pooler.dense.bias",                                    "same"),
     # heads: outside the encoder, so no "bert." prefix in BertForPreTraining
+    # (the MLM head is also BertLMHeadModel's next-token head, minibert/lm.py: the same names)
     ("mlm.transform.W",         "cls.predictions.transform.dense.weight",               "transpose"),
     ("mlm.transform.b",         "cls.predictions.transform.dense.bias",                 "same"),
     ("mlm.ln.gamma",            "cls.predictions.transform.LayerNorm.weight",           "same"),
@@ -56,6 +57,7 @@ TABLE = [
     ("nsp.b",                   "cls.seq_relationship.bias",                            "same"),
     ("qa.W",                    "qa_outputs.weight",                                    "transpose"),
     ("qa.b",                    "qa_outputs.bias",                                      "same"),
+    # one name for both classifiers: on the pooled [CLS] (sequence) or on every token (token)
     ("classifier.W",            "classifier.weight",                                    "transpose"),
     ("classifier.b",            "classifier.bias",                                      "same"),
 ]

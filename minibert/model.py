@@ -43,6 +43,7 @@ from .layers import (
     tanh_backward,
     tanh_forward,
 )
+from .layers.attention import causal_mask_bias
 
 
 def truncated_normal(rng: np.random.Generator, shape, std: float) -> np.ndarray:
@@ -76,6 +77,7 @@ class BertModel:
     """The BERT encoder with its pooler. `params` is a flat dict name -> array."""
 
     add_pooling_layer = True  # question answering reads every position and has no use for a pooler
+    causal = False  # True: position t attends only to positions <= t (a left-to-right LM, minibert/lm.py)
 
     def __init__(self, config: BertConfig, seed: int = 0, dtype=np.float32):
         self.config = config
@@ -149,7 +151,8 @@ class BertModel:
         x, drop_cache = dropout_forward(x, c.hidden_dropout_prob, training, rng)
         emb_cache = (word_cache, segment_cache, ln_cache, drop_cache)
 
-        mask_bias = padding_mask_bias(mask, self.dtype)  # (B, 1, 1, T)
+        # (B, 1, T, T) when causal (padding and future keys blocked), else (B, 1, 1, T) (padding only)
+        mask_bias = causal_mask_bias(mask, self.dtype) if self.causal else padding_mask_bias(mask, self.dtype)
         layer_caches, attentions = [], []
         for i in range(c.num_hidden_layers):
             x, cache = self._layer_forward(i, x, mask_bias, training, rng)

@@ -1,4 +1,4 @@
-"""Multi-head self-attention with a padding mask on the keys."""
+"""Multi-head self-attention with a padding mask on the keys, and optionally a causal one."""
 
 import math
 
@@ -22,11 +22,31 @@ def padding_mask_bias(attention_mask, dtype):
     return bias[:, None, None, :]
 
 
+def causal_mask_bias(attention_mask, dtype):
+    """The padding mask plus a causal one: query t may read key s only if s <= t and s is real.
+
+    attention_mask: (B, T), 1 real / 0 pad   ->   bias: (B, 1, T, T), broadcast over heads
+
+    A left-to-right language model (GPT; Hugging Face's `is_decoder=True`) must not see the
+    token it is asked to predict, so every key after the query is blocked like padding: the
+    same most negative float, hence exactly zero weight and zero gradient. One blocked/not
+    decision per entry, not a sum of two biases: min + min overflows to -inf.
+    """
+    xp = array_module(attention_mask)
+    T = attention_mask.shape[1]
+    future = xp.arange(T)[None, :] > xp.arange(T)[:, None]  # (T, T): [t, s] True where key s comes after query t
+    padded = (attention_mask == 0)[:, None, :]  # (B, 1, T): padded keys, for every query
+    blocked = future[None] | padded  # (B, T, T)
+    bias = blocked.astype(dtype) * xp.finfo(dtype).min
+    return bias[:, None, :, :]
+
+
 def attention_forward(x, W_qkv, b_qkv, W_o, b_o, mask_bias, num_heads, p=0.0, training=False, rng=None, mask=None):
     """Self-attention: softmax(Q K^T / sqrt(D) + mask_bias) V, heads concatenated, then projected.
 
     x: (B, T, H)   W_qkv: (H, 3H)   b_qkv: (3H,)   W_o: (H, H)   b_o: (H,)
-    mask_bias: (B, 1, 1, T) from padding_mask_bias   ->   out: (B, T, H)
+    mask_bias: (B, 1, 1, T) from padding_mask_bias, or (B, 1, T, T) from causal_mask_bias
+    ->   out: (B, T, H)
 
     Q, K and V come from one matrix product with the three projections side by side
     (columns [Q | K | V]); p is the dropout on the attention probabilities, and `mask`
@@ -40,7 +60,7 @@ def attention_forward(x, W_qkv, b_qkv, W_o, b_o, mask_bias, num_heads, p=0.0, tr
     q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, A, T, D)
     scores = q @ k.transpose(0, 1, 3, 2)  # (B, A, T, T): query t attends to key s
     scores *= 1.0 / math.sqrt(D)
-    scores += mask_bias  # padded keys -> -inf-like
+    scores += mask_bias  # padded (and, if causal, future) keys -> -inf-like
     probs, _ = softmax_forward(scores)  # (B, A, T, T), each row sums to 1
     probs_dropped, drop_cache = dropout_forward(probs, p, training, rng, mask)
     ctx = probs_dropped @ v  # (B, A, T, D)
@@ -74,8 +94,8 @@ def attention_backward(dout, cache):
     dv = probs_dropped.transpose(0, 1, 3, 2) @ dctx  # (B, A, T, D)
     # forward: probs_dropped = dropout(probs); probs = softmax(scores)
     dprobs = dropout_backward(dprobs_dropped, cache["dropout"])
-    dscores = softmax_backward(dprobs, probs)  # (B, A, T, T); padded keys get exactly 0
-    # forward: scores = q @ k^T / sqrt(D) + mask_bias (the mask is a constant)
+    dscores = softmax_backward(dprobs, probs)  # (B, A, T, T); blocked keys get exactly 0
+    # forward: scores = q @ k^T / sqrt(D) + mask_bias (the mask is a constant: no new term, causal or not)
     dscores *= 1.0 / math.sqrt(D)
     dq = dscores @ k  # (B, A, T, D)
     dk = dscores.transpose(0, 1, 3, 2) @ q  # (B, A, T, D)
