@@ -39,6 +39,17 @@ def _at_least_one(value: str) -> int:
     return number
 
 
+def _sizes(value: str) -> tuple:
+    """A comma-separated list of positive whole numbers: 700,2700."""
+    try:
+        sizes = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"must be comma-separated positive whole numbers, e.g. 700,2700, got {value!r}")
+    return sizes
+
+
 # options whose value is one of a few words: argparse names the option and the choices
 CHOICES = {"backend": BACKENDS, "masking": STRATEGIES, "corpus_format": CORPUS_FORMATS}
 
@@ -129,7 +140,7 @@ def _plot(args) -> int:
     from .plots import plot_run  # matplotlib loads only when a command draws
 
     plot_run(args.run_dir)
-    print(f"wrote masking.png, training.png and attention.png in {args.run_dir}")
+    print(f"wrote masking.png, training.png, attention.png and heads.png in {args.run_dir}")
     return 0
 
 
@@ -172,8 +183,8 @@ def _finetune(args) -> int:
 def _transfer(args) -> int:
     from .finetune import transfer_experiment
 
-    transfer_experiment(args.run_dir, args.out, task=args.task, progress=not args.quiet, steps=args.steps,
-                        seed=args.seed, lr=args.lr, num_examples=args.num_examples, eval_fraction=args.eval_fraction)
+    transfer_experiment(args.run_dir, args.out, task=args.task, sizes=args.sizes, progress=not args.quiet,
+                        steps=args.steps, seed=args.seed, lr=args.lr, eval_fraction=args.eval_fraction)
     return 0
 
 
@@ -243,15 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_finetune)
 
-    p = sub.add_parser("transfer", help="fine-tune from a pre-training run and from scratch, and compare")
+    p = sub.add_parser("transfer", help="fine-tune from a pre-training run and from scratch at several data sizes, and compare")
     p.add_argument("run_dir", type=_text, help="a minibert pre-training run")
     p.add_argument("--task", choices=list(TASKS), default="qa", help="what to fine-tune for (default: qa)")
-    p.add_argument("--out", default="runs/transfer", type=_text, help="folder for both runs and the plot (default: runs/transfer)")
+    p.add_argument("--out", default="runs/transfer", type=_text, help="folder for the runs and the plot (default: runs/transfer)")
     p.add_argument("--steps", type=int, default=300, help="fine-tuning steps of each run (default: 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of both runs (default: 0)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 0.001)")
-    p.add_argument("--num-examples", type=int, default=3000, help="generated labelled examples (default: 3000)")
-    p.add_argument("--eval-fraction", type=float, default=0.1, help="share of them held out (default: 0.1)")
+    p.add_argument("--sizes", type=_sizes, default=(700, 2700), metavar="N,N,...",
+                   help="labelled training examples (questions, for qa) of each pair of runs (default: 700,2700)")
+    p.add_argument("--eval-fraction", type=float, default=0.1,
+                   help="share of the largest size's generated data held out; every size is scored on that many "
+                        "(default: 0.1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_transfer)
 

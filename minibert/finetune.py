@@ -305,30 +305,75 @@ def answer(model, tokenizer, question: str, context: str, max_seq_length: int = 
     return predict_answers([example], features, list(s), list(e), max_answer_length)["q"]
 
 
-def transfer_experiment(pretrain_run, out, task: str = "qa", progress: bool = False, echo=print, **options) -> dict:
-    """The transfer-learning lesson, measured: fine-tune from `pretrain_run` and from scratch
-    (same vocabulary, same config, same data, steps and seed), and plot both on one figure.
-    Writes out/pretrained/, out/scratch/, out/transfer.png and out/transfer.json."""
+def transfer_experiment(pretrain_run, out, task: str = "qa", sizes=(700, 2700), progress: bool = False, echo=print,
+                        **options) -> dict:
+    """The transfer-learning lesson, measured: for each number of labelled training examples in
+    `sizes` (questions, for QA), fine-tune once from `pretrain_run` and once from scratch (same
+    vocabulary, config, data, steps and seed), and plot the held-out headline metric against
+    the number of examples.
+
+    The data is generated, and a smaller size's training examples are the first ones of a larger
+    size's. Every size is scored on the same number of held-out examples, those generated right
+    after its training examples: the share eval_fraction (an option, default 0.1) of the largest
+    size's data. options: FinetuneConfig fields (steps, lr, seed, ...), the same for every run.
+    Writes out/pretrained-<size>/ and out/scratch-<size>/ (each a fine-tuning run),
+    out/transfer.png (the headline metric against the size), out/curves.png (the fine-tuning
+    curves of the largest size) and out/transfer.json (per size, per start: the held-out metrics).
+    """
     out = Path(out)
+    for name in ("num_examples", "data", "eval_data"):
+        if name in options:
+            raise ValueError(f"transfer_experiment sets {name} itself (from sizes, on generated data); leave it out")
+    if (not sizes or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in sizes)):
+        raise ValueError(f"--sizes must be positive whole numbers of labelled training examples, got {sizes!r}")
+    sizes = sorted({int(s) for s in sizes})
+    FinetuneConfig(task=task, **options).validate()  # every other option in its range, before anything is written
+    eval_fraction = options.pop("eval_fraction", FinetuneConfig.eval_fraction)
+    # held out: eval_fraction of the largest size's data, the same number for every size
+    held_out = max(1, round(sizes[-1] * eval_fraction / (1 - eval_fraction)))
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: the folder exists and is not empty; choose another --out")
     run = Path(pretrain_run)
     if run_kind(run) != "pretrain":  # before anything is created; names the folder if it is no run at all
         raise ValueError(f"{run}: a fine-tuning run; transfer needs a pre-training run (minibert pretrain)")
-    configs = {name: FinetuneConfig(task=task, init=init, out=str(out / name), vocab=str(run / "vocab.txt"),
-                                    model=str(run / "config.json"), **options)
-               for name, init in (("pretrained", str(run)), ("scratch", "scratch"))}
-    with folder_kept_only_if_used(out):  # a failure before either run wrote anything leaves no folder
-        results = {name: finetune(cfg, progress=progress, echo=echo) for name, cfg in configs.items()}
-    from .plots import finetune_figure  # matplotlib loads only when a figure is drawn
-
-    fig = finetune_figure({f"from {name}": read_metrics(out / name / "metrics.jsonl") for name in results})
-    fig.suptitle(f"Transfer learning: fine-tuning from pre-training vs from scratch ({task})")
-    fig.savefig(out / "transfer.png", dpi=90)
-    summary = {name: {"eval": r["eval"], "seconds": r["seconds"], "steps": r["step"]} for name, r in results.items()}
+    configs = {}
+    for size in sizes:
+        # load_task_data holds out max(1, int(num_examples * eval_fraction)) of num_examples and trains on
+        # the rest; the extra half example keeps int() from rounding held_out down
+        num_examples = size + held_out
+        fraction = (held_out + 0.5) / num_examples
+        if num_examples > FINETUNE_RULES["num_examples"][1] or fraction > FINETUNE_RULES["eval_fraction"][1]:
+            raise ValueError(f"--sizes: {size} training examples with {held_out} held out cannot be generated "
+                             f"(at most {FINETUNE_RULES['num_examples'][1]:,} examples, at most 90% held out); "
+                             "choose another size or --eval-fraction")
+        assert num_examples - max(1, int(num_examples * fraction)) == size
+        for name, init in (("pretrained", str(run)), ("scratch", "scratch")):
+            configs[size, name] = FinetuneConfig(task=task, init=init, out=str(out / f"{name}-{size}"),
+                                                 vocab=str(run / "vocab.txt"), model=str(run / "config.json"),
+                                                 num_examples=num_examples, eval_fraction=fraction, **options)
+    for cfg in configs.values():
+        cfg.validate()
+    with folder_kept_only_if_used(out):  # a failure before any run wrote anything leaves no folder
+        results = {key: finetune(cfg, progress=progress, echo=echo) for key, cfg in configs.items()}
+    t = get_task(task)
+    steps = configs[sizes[0], "scratch"].steps
+    summary = {"task": task, "headline": t.headline, "unit": t.unit, "steps": steps, "held_out": held_out,
+               "sizes": {str(size): {name: {"eval": results[size, name]["eval"], "seconds": results[size, name]["seconds"],
+                                            "steps": results[size, name]["step"]}
+                                     for name in ("pretrained", "scratch")} for size in sizes}}
     write_text_atomic(out / "transfer.json", json.dumps(summary, indent=2) + "\n")
-    key = get_task(task).headline
-    echo(f"\ntransfer learning ({task}, {results['scratch']['step']} steps each): "
-         f"{key} {results['pretrained']['eval'][key]:.3f} from pre-training vs "
-         f"{results['scratch']['eval'][key]:.3f} from scratch; plot: {out / 'transfer.png'}")
+    from .plots import finetune_figure, transfer_figure  # matplotlib loads only when a figure is drawn
+
+    transfer_figure(summary).savefig(out / "transfer.png", dpi=120)
+    largest = sizes[-1]
+    fig = finetune_figure({f"from {name}": read_metrics(out / f"{name}-{largest}" / "metrics.jsonl")
+                           for name in ("pretrained", "scratch")})
+    fig.suptitle(f"Fine-tuning from pre-training vs from scratch ({task}, {largest} training {t.unit})")
+    fig.savefig(out / "curves.png", dpi=90)
+    key = t.headline
+    lines = [f"\ntransfer learning ({task}, {steps} steps each, scored on {held_out} held-out {t.unit}):"]
+    lines += [f"  {size:>7,} training {t.unit}: {key} {results[size, 'pretrained']['eval'][key]:.3f} from pre-training "
+              f"vs {results[size, 'scratch']['eval'][key]:.3f} from scratch" for size in sizes]
+    lines.append(f"plot: {out / 'transfer.png'}; fine-tuning curves: {out / 'curves.png'}")
+    echo("\n".join(lines))
     return summary

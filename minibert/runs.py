@@ -7,6 +7,7 @@ that finds and reads it back (the training loop, the plots and the command line 
     task.json           fine-tuning runs only: the task, its labels and the model class
     metrics.jsonl       one JSON object per logged step ("split": "train" or "eval")
     masking_stats.json  pre-training runs only: what masking did to a sample of batches
+    baselines.json      pre-training runs only: what guessing scores on the held-out batches (for the plots)
     checkpoints/        step-NNNNNN/ {params, optimizer}.safetensors + state.json, and `latest`
     *.png               the plots
 

@@ -212,13 +212,22 @@ def evaluate(model, batches) -> dict:
             "nsp_loss": sums["nsp_loss"] / n_pairs, "nsp_accuracy": sums["nsp_correct"] / n_pairs}
 
 
+def unigram_entropy(token_ids) -> float:
+    """H = -sum_v p_v ln p_v (nats), p_v the share of token v in token_ids: the MLM loss of a model
+    that ignores the context and predicts how often each token occurs (the early plateau)."""
+    counts = np.bincount(np.asarray(token_ids).ravel())
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
 def baselines(batches) -> dict:
-    """What guessing without a model scores on these batches."""
+    """What guessing without a model scores on these batches: the most frequent masked token
+    (MLM accuracy), the unigram entropy of the masked tokens (MLM loss), the majority (NSP)."""
     labels = np.concatenate([b["masked_lm_labels"][b["masked_lm_weights"] > 0] for b in batches])
     nsp = np.concatenate([b["next_sentence_label"] for b in batches])
     top = np.bincount(labels).argmax()
     return {"mlm_most_frequent_token_accuracy": float((labels == top).mean()), "mlm_most_frequent_token_id": int(top),
-            "nsp_majority_accuracy": float(max(nsp.mean(), 1 - nsp.mean()))}
+            "mlm_unigram_entropy": unigram_entropy(labels), "nsp_majority_accuracy": float(max(nsp.mean(), 1 - nsp.mean()))}
 
 
 def sample_masking_statistics(train_tok, tokenizer, cfg: PretrainConfig, max_batches: int = 50):
@@ -260,9 +269,11 @@ def start_run(cfg: PretrainConfig, run_dir: Path) -> Session:
     (run_dir / "metrics.jsonl").write_text("")
     stats = sample_masking_statistics(train_tok, tokenizer, cfg)
     write_text_atomic(run_dir / "masking_stats.json", json.dumps(stats.to_dict(cfg.masking_config())) + "\n")
+    eval_batches = make_eval_batches(eval_docs, tokenizer, cfg)
+    # what guessing scores on the held-out batches, for the plots to draw against
+    write_text_atomic(run_dir / "baselines.json", json.dumps(baselines(eval_batches), indent=2) + "\n")
     optimizer = AdamW(model.params, weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
-    return Session(cfg, run_dir, model, tokenizer, optimizer, BatchStream(train_tok, tokenizer, cfg),
-                   make_eval_batches(eval_docs, tokenizer, cfg), 0)
+    return Session(cfg, run_dir, model, tokenizer, optimizer, BatchStream(train_tok, tokenizer, cfg), eval_batches, 0)
 
 
 def file_sha256(path) -> str | None:

@@ -134,8 +134,10 @@ CASES = [
     *positional_cases("transfer", "run_dir", [], [], [*RUN_INPUTS, "finetune"]),
     *[pytest.param("transfer", ["pretrain", flag, value], [flag], id=f"transfer {flag} {value!r}")
       for flag, (low, high) in {"--steps": (1, 1), "--seed": (0, 1), "--lr": (1e-12, None),
-                                "--num-examples": (2, 1), "--eval-fraction": (0.001, 1)}.items()
-      for value in number_values("int" if flag in ("--steps", "--seed", "--num-examples") else "float", low, high)],
+                                "--sizes": (1, 1), "--eval-fraction": (0.001, 1)}.items()
+      for value in number_values("int" if flag in ("--steps", "--seed", "--sizes") else "float", low, high)],
+    *[pytest.param("transfer", ["pretrain", "--sizes", v], ["--sizes"], id=f"transfer --sizes {v!r}")
+      for v in ["700,", "700,-5", "700 2700"]],
     *path_cases("transfer", "--out", ["pretrain"], ["empty", "file", "full", "unwritable"]),
     pytest.param("transfer", ["pretrain", "--task", "sing"], ["--task"], id="transfer --task 'sing'"),
     # plot, fill-mask, nsp, answer, export, gradcheck

@@ -18,6 +18,7 @@ class MaskingStatistics:
     selected_per_sequence: np.ndarray  # (S,)
     candidates_per_sequence: np.ndarray  # (S,)
     selection_rate_by_position: np.ndarray  # (T,): chosen / candidates at each position (nan where none)
+    candidates_by_position: np.ndarray  # (T,): candidates at each position, the n of the rate's binomial band
     span_lengths: np.ndarray  # lengths of runs of consecutive chosen positions
     num_random_next: int
     sequence_lengths: np.ndarray  # (S,) real tokens per sequence
@@ -48,6 +49,8 @@ class MaskingStatistics:
             "selected_per_sequence": self.selected_per_sequence.tolist(),
             "candidates_per_sequence": self.candidates_per_sequence.tolist(),
             "selection_rate_by_position": [None if np.isnan(r) else float(r) for r in self.selection_rate_by_position],
+            "candidates_by_position": [int(n) for n in self.candidates_by_position],
+            "span_p": config.span_p, "max_span": config.max_span,
             "span_lengths": self.span_lengths.tolist(), "random_next_share": self.random_next_share,
             "sequence_lengths": self.sequence_lengths.tolist(), "summary": self.summary(),
         }
@@ -112,6 +115,7 @@ def masking_statistics(items, tokenizer=None) -> MaskingStatistics:
         num_sequences=len(rows), num_candidates=int(cand_at.sum()), num_selected=int(chosen_at.sum()),
         kind_counts=kind_counts, selected_per_sequence=np.array([len(r[2]) for r in rows]),
         candidates_per_sequence=np.array([int(r[1].sum()) for r in rows]), selection_rate_by_position=by_position,
+        candidates_by_position=cand_at.astype(np.int64),
         span_lengths=np.array(spans, dtype=np.int64), num_random_next=sum(r[4] for r in rows),
         sequence_lengths=np.array([r[0] for r in rows]),
     )

@@ -1,10 +1,11 @@
 # %% [markdown]
 # # 6. Question answering, and what pre-training buys
 #
-# **Learning goal:** fine-tune BERT to find answer spans in a context, twice — once from
-# the pre-trained model of notebook 4 and once from random weights, with the same data,
-# steps and seed — and measure the difference (transfer learning). Then see why taking the
-# argmax of the start scores and of the end scores separately can go wrong.
+# **Learning goal:** fine-tune BERT to find answer spans in a context — from the pre-trained
+# model of notebook 4 and from random weights, with the same data, steps and seed, once with
+# 700 and once with 2,700 labelled questions — and measure the difference (transfer
+# learning). Then see why taking the argmax of the start scores and of the end scores
+# separately can go wrong.
 #
 # Runs in about 1.5 to 2 minutes on a 2-core CPU (101 s when last built; plus about 4 minutes if notebook 4's run is missing and
 # has to be trained here).
@@ -46,15 +47,17 @@ if not (RUN / "checkpoints" / "latest").is_file():  # notebook 4 not run: train 
     pretrain(PretrainConfig(out=str(RUN), seed=0), progress=False)
 OUT = Path("runs/notebook-transfer")
 shutil.rmtree(OUT, ignore_errors=True)
-summary = transfer_experiment(RUN, OUT, task="qa", steps=300, seed=0)
+summary = transfer_experiment(RUN, OUT, task="qa", sizes=(700, 2700), steps=300, seed=0)
 
 # %%
 from IPython.display import Image
 Image(filename=str(OUT / "transfer.png"))
 
 # %%
-for name, r in summary.items():
-    print(f"from {name:10}: exact match {r['eval']['exact_match']:.1f}%, F1 {r['eval']['f1']:.1f}%")
+for size, runs in summary["sizes"].items():
+    for name, r in runs.items():
+        print(f"{size:>5} labelled questions, from {name:10}: exact match {r['eval']['exact_match']:.1f}%, "
+              f"F1 {r['eval']['f1']:.1f}%")
 
 # %% [markdown]
 # The same architecture, the same labelled data, the same number of steps: the only
@@ -81,7 +84,7 @@ for name, r in summary.items():
 from minibert.runs import load_run
 from minibert.squad import make_features
 
-tokenizer = load_run(OUT / "pretrained", kind="finetune").tokenizer
+tokenizer = load_run(OUT / "pretrained-2700", kind="finetune").tokenizer
 f = make_features([ex], tokenizer, 128, 64)[0][0]
 tokens = tokenizer.convert_ids_to_tokens(f.input_ids)
 print(len(tokens), "tokens:", " ".join(tokens))
@@ -118,7 +121,7 @@ from minibert.runs import load_run
 from minibert.squad import collate_features, make_features
 
 for name in ("pretrained", "scratch"):
-    run = load_run(OUT / name, kind="finetune")
+    run = load_run(OUT / f"{name}-2700", kind="finetune")
     model, tokenizer = run.model, run.tokenizer
     features, _ = make_features(examples[-300:], tokenizer, 128, 64)
     out = model.forward(collate_features(features))
@@ -135,14 +138,14 @@ for name in ("pretrained", "scratch"):
 # hand in the style of the generated world.
 
 # %%
-run = load_run(OUT / "pretrained", kind="finetune")
+run = load_run(OUT / "pretrained-2700", kind="finetune")
 model, tokenizer = run.model, run.tokenizer
 for ex in examples[-6:]:
     got = answer(model, tokenizer, ex["question"], ex["context"])
     print(f"{ex['question']:48} -> {got!r:18} (gold {ex['answers'][0]['text']!r})")
 
 # %%
-context = ("Lena Fischer grew up in Bergen, a city in Norway. Lena works as a pilot at a airport in Bergen. "
+context = ("Lena Fischer grew up in Bergen, a city in Norway. Lena works as a pilot at an airport in Bergen. "
            "In her free time Lena enjoys sailing. Lena has a parrot that follows her everywhere.")
 for q in ["Where did Lena grow up?", "What does Lena work as?", "What does Lena enjoy in her free time?",
           "Which pet does Lena have?"]:
