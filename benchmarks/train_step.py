@@ -13,9 +13,8 @@ import argparse
 import platform
 import time
 
+import minibert as mb  # before numpy, so its OPENBLAS_THREAD_TIMEOUT applies (see minibert/backend.py)
 import numpy as np
-
-import minibert as mb
 from minibert.optim import AdamW, clip_by_global_norm
 
 
@@ -61,7 +60,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     args = ap.parse_args()
     mb.backend.tune_malloc()  # as minibert pretrain does
-    print(f"machine: {platform.processor() or platform.machine()}, numpy {np.__version__}, backend {mb.get_backend()}")
+    print(f"machine: {platform.processor() or platform.machine()}, numpy {np.__version__}, backend {mb.get_backend()}, "
+          f"elementwise threads {mb.backend.threads}")
     print(f"batch {args.batch_size}, length {args.seq_length}, {args.predictions} predictions/sequence, "
           f"vocab {args.vocab_size}; median of {args.steps} steps")
     print(f"{'config':<8}{'params':>12}{'s/step':>10}{'tokens/s':>12}")

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, by_rows
 
 
 def decays(name: str) -> bool:
@@ -21,8 +21,19 @@ def global_norm(grads: dict) -> float:
     """sqrt of the sum of every squared gradient entry, over all tensors."""
     # the per-tensor sums are added where they are, in float64, and read once: on a GPU each
     # read is a synchronization, and one per tensor would grow with the model's depth
-    squares = sum((g * g).sum().astype(np.float64) for g in grads.values())
+    squares = sum(sum_of_squares(g).astype(np.float64) for g in grads.values())
     return math.sqrt(float(squares))
+
+
+def sum_of_squares(g):
+    """sum(g * g) over all entries, row by row (so on every core, without a g-sized temporary)."""
+    xp = array_module(g)
+    if xp is not np or g.ndim < 2:  # CuPy: one kernel already
+        return (g * g).sum()
+    rows = g.reshape(-1, g.shape[-1])
+    row_sums = xp.empty(rows.shape[0], g.dtype)
+    by_rows(lambda rows, row_sums: xp.einsum("ij,ij->i", rows, rows, out=row_sums), rows, row_sums)
+    return row_sums.sum()
 
 
 def clip_by_global_norm(grads: dict, max_norm: float) -> float:
@@ -34,7 +45,7 @@ def clip_by_global_norm(grads: dict, max_norm: float) -> float:
     if max_norm is not None and norm > max_norm:
         scale = max_norm / (norm + 1e-6)
         for g in grads.values():
-            g *= scale
+            by_rows(lambda g: array_module(g).multiply(g, scale, out=g), g)  # g *= scale
     return norm
 
 
@@ -74,17 +85,21 @@ class AdamW:
         c1 = 1.0 - b1**t if self.bias_correction else 1.0
         c2 = 1.0 - b2**t if self.bias_correction else 1.0
         for name, p in params.items():
-            g, m, v = grads[name], self.m[name], self.v[name]
-            m *= b1
-            m += (1.0 - b1) * g
-            v *= b2
-            v += (1.0 - b2) * (g * g)
-            update = m / c1
-            update /= (v / c2) ** 0.5 + self.eps
-            if self.weight_decay and decays(name):
-                update += self.weight_decay * p
-            update *= lr
-            p -= update
+            decay = self.weight_decay if decays(name) else 0.0
+
+            def adamw(p, g, m, v):  # one block of rows, in place
+                m *= b1
+                m += (1.0 - b1) * g
+                v *= b2
+                v += (1.0 - b2) * (g * g)
+                update = m / c1
+                update /= (v / c2) ** 0.5 + self.eps
+                if decay:
+                    update += decay * p
+                update *= lr
+                p -= update
+
+            by_rows(adamw, p, grads[name], self.m[name], self.v[name])
 
     def state_dict(self) -> dict:
         """Arrays for a safetensors file: "m.<name>", "v.<name>"; the step count goes elsewhere."""

@@ -80,3 +80,24 @@ def test_cupy_arrays_made_before_set_backend_are_recognized(monkeypatch):
     x = FakeCupyArray()
     assert backend.array_module(np.ones(2), x) is cupy and backend.erf(x) == "cupyx erf"
     assert backend.get_backend() == "numpy"  # recognized, not made the active backend
+
+
+def test_scatter_add_is_bit_identical_to_add_at():
+    """Indices seen once take a plain fancy-index add; repeated ones keep np.add.at and its order."""
+    rng = np.random.default_rng(0)
+    target = rng.standard_normal((50, 8)).astype(np.float32)  # not zeros: a tied table's other share
+    for ids in (rng.integers(0, 50, 300), rng.permutation(50)[:20], np.zeros(7, int), rng.integers(0, 3, 40)):
+        values = rng.standard_normal((len(ids), 8)).astype(np.float32)
+        expected, got = target.copy(), target.copy()
+        np.add.at(expected, ids, values)
+        backend.scatter_add(got, ids, values)
+        assert expected.tobytes() == got.tobytes()
+
+
+def test_by_rows_without_rows_to_split_calls_once():
+    calls = []
+    with backend.thread_settings(2, min_size=0, block=8):
+        backend.by_rows(lambda *a: calls.append(a), np.zeros((0, 3)))  # no rows
+        backend.by_rows(lambda *a: calls.append(a), np.zeros((6, 4)), np.zeros((5, 4)))  # rows differ
+        backend.by_rows(lambda *a: calls.append(a), np.zeros((6, 4)).T)  # not contiguous
+    assert len(calls) == 3 and all(len(a) >= 1 for a in calls)

@@ -2,7 +2,7 @@
 
 import math
 
-from ..backend import array_module, erf
+from ..backend import array_module, by_rows, erf
 
 _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -15,26 +15,38 @@ def gelu_forward(x):
 
     x: (N...)   ->   out: (N...)
     """
-    cdf = erf(x * _SQRT_HALF)
-    cdf += 1.0
-    cdf *= 0.5  # Phi(x), the standard normal CDF
+    xp = array_module(x)
+    out, cdf = xp.empty_like(x), xp.empty_like(x)
+
+    def gelu(x, out, cdf):  # one block of rows, in place
+        erf(x * _SQRT_HALF, out=cdf)
+        cdf += 1.0
+        cdf *= 0.5  # Phi(x), the standard normal CDF
+        xp.multiply(x, cdf, out=out)
+
+    by_rows(gelu, x, out, cdf)
     # Phi(x) is kept as well as x: recomputing it costs another erf, the priciest
     # elementwise operation of a training step
-    return x * cdf, (x, cdf)
+    return out, (x, cdf)
 
 
 def gelu_backward(dout, cache):
     """Forward was out = x * Phi(x), so dout/dx = Phi(x) + x * phi(x), phi the normal pdf."""
     x, cdf = cache
     xp = array_module(x)
-    pdf = x * x
-    pdf *= -0.5
-    xp.exp(pdf, out=pdf)
-    pdf *= _INV_SQRT_2PI  # phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
-    pdf *= x
-    pdf += cdf
-    pdf *= dout
-    return pdf
+    dx = xp.empty_like(x)
+
+    def gelu_grad(x, cdf, dout, dx):  # one block of rows, in place
+        xp.multiply(x, x, out=dx)
+        dx *= -0.5
+        xp.exp(dx, out=dx)
+        dx *= _INV_SQRT_2PI  # phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+        dx *= x
+        dx += cdf
+        dx *= dout
+
+    by_rows(gelu_grad, x, cdf, dout, dx)
+    return dx
 
 
 def gelu_tanh_forward(x):

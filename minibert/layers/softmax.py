@@ -1,6 +1,6 @@
 """Softmax over the last axis."""
 
-from ..backend import array_module
+from ..backend import array_module, by_rows
 
 
 def softmax_forward(x):
@@ -10,9 +10,14 @@ def softmax_forward(x):
     overflowing. x: (N..., C) -> out: (N..., C)
     """
     xp = array_module(x)
-    out = x - x.max(axis=-1, keepdims=True)
-    xp.exp(out, out=out)
-    out /= out.sum(axis=-1, keepdims=True)
+    out = xp.empty_like(x)
+
+    def softmax(x, out):  # one block of rows, in place
+        xp.subtract(x, x.max(axis=-1, keepdims=True), out=out)
+        xp.exp(out, out=out)
+        out /= out.sum(axis=-1, keepdims=True)
+
+    by_rows(softmax, x, out)
     return out, out  # the Jacobian is written in terms of the output
 
 
@@ -26,8 +31,13 @@ def softmax_backward(dout, cache):
     dout: (N..., C) -> dx: (N..., C)
     """
     out = cache
-    dx = dout * out
-    dx -= out * dx.sum(axis=-1, keepdims=True)
+    dx = array_module(out).empty_like(out)
+
+    def softmax_grad(dout, out, dx):  # one block of rows, in place
+        array_module(out).multiply(dout, out, out=dx)
+        dx -= out * dx.sum(axis=-1, keepdims=True)
+
+    by_rows(softmax_grad, dout, out, dx)
     return dx
 
 
