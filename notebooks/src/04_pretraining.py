@@ -7,7 +7,7 @@
 # chance levels; look at what the attention heads do; and ask the model to fill in masks
 # and judge sentence pairs.
 #
-# Runs in about 3 to 5 minutes on a 2-core CPU (200 s when last built, on an AMD EPYC), with no download. The command line does the
+# Runs in about 3 to 5 minutes on a 2-core CPU (224 s when last built, on an AMD EPYC), with no download. The command line does the
 # same with `minibert pretrain`.
 
 # %%
@@ -129,9 +129,17 @@ masking_figure(json.loads((RUN / "masking_stats.json").read_text()))
 # ## The curves
 #
 # Chance levels are drawn in: an untrained MLM is about as unsure as a uniform guess over
-# the vocabulary (loss `ln V`), an untrained NSP head answers 50/50 (loss `ln 2`). MLM loss
-# falls first; NSP stays at chance for a few hundred steps and then drops, once the model
-# has learned enough about words to tell whether two sentences share a subject.
+# the vocabulary (loss `ln V`), an untrained NSP head answers 50/50 (loss `ln 2`). Two
+# baselines are drawn too. The dotted line in the MLM loss is the unigram entropy of the
+# masked tokens: the loss of a model that knows how often each token occurs and nothing
+# else. Within about 100 steps the MLM loss falls from `ln V` to that line and stays near it
+# for a while: the model has learned token frequencies first, and context only then. The
+# dashed line in the MLM accuracy is the same kind of guess: always the most frequent token.
+# NSP stays near chance for the first few hundred steps and then drops, once the model has
+# learned enough about words to tell whether two sentences share a subject. Train curves are
+# measured with dropout on, held-out ones with dropout off, which is one reason the held-out
+# curve can lie on the better side. The last panel is the gradient norm before clipping:
+# above the threshold 1, the step is scaled down to it.
 
 # %%
 metrics = read_metrics(RUN / "metrics.jsonl")
@@ -171,10 +179,12 @@ for name, s in shares.items():
     print(f"most attention to {name:14}: layer {layer + 1}, head {head + 1}, {s[layer, head]:.2f} of its weight")
 
 # %% [markdown]
-# The printed lines name, for each target, the head that gives it the most weight; compare
-# each number with the even-attention level in the figure's titles. In a model this small and
-# this briefly trained, only some heads have clearly specialised; Clark et al. found the
-# same kinds of heads (previous / next token, `[SEP]`, `[CLS]`) in the 144 heads of BERT-base.
+# One head has clearly specialised: layer 1, head 2 gives about half of its weight (0.49) to
+# the previous token, ten times what even attention would give (0.05). Layer 1, head 1 and
+# layer 2, head 1 give 0.21 to the next token, four times even. No head looks at `[CLS]`
+# (0.02 at most, below the even 0.05), and every head gives the other segment less than even
+# attention would (0.49): tokens look mostly within their own sentence. Clark et al. found
+# previous-token, next-token, `[SEP]` and `[CLS]` heads among the 144 heads of BERT-base.
 
 # %% [markdown]
 # ## Ask the model
@@ -199,9 +209,10 @@ for b_text in ["Shops in Paris take the euro.", "The chef Anna Berg wrote a famo
     print(f"P(IsNext) = {next_sentence_probability(result.model, result.tokenizer, a, b_text):.2f}   B: {b_text}")
 
 # %% [markdown]
-# Sentence templates are learned first ("sold at the old station", "home games"); facts that
-# hold across documents (what a baker bakes, what a city's people eat) need longer training —
-# try `steps=3000`.
+# Sentence templates are learned first ("sold at the old station", "home games"). A fact
+# that holds across documents — a baker always bakes bread — needs longer training: try
+# `steps=3000`. What the people of Oslo love to eat is drawn anew for every document of this
+# world, so no model can know it; the guesses spread over foods, as they should.
 #
 # **What NSP learns here.** The model has learned *topic*: a B about a different kind of
 # thing than A is easy to reject. This is the criticism that led ALBERT to replace NSP by

@@ -23,7 +23,7 @@ try:
     print("CuPy is available: running on the GPU")
 except mb.BackendError as err:
     GPU = False
-    print(f"No GPU here, so this notebook stops: {err}")
+    print(f"No GPU here, so the GPU cells below are skipped: {err}")
 finally:
     mb.set_backend("numpy")
 
