@@ -26,9 +26,8 @@ import numpy as np
 
 from . import backend
 from .heads import IGNORE_INDEX
-from .layers import (ACTIVATIONS, cross_entropy_backward, cross_entropy_forward, layernorm_backward,
-                     layernorm_forward, linear_backward, linear_forward)
-from .model import BertModel, BertOutput, check_inputs
+from .layers import cross_entropy_backward, cross_entropy_forward
+from .model import BertModel, BertOutput, check_inputs, mlm_head_backward, mlm_head_forward
 
 
 def right_to_left_order(attention_mask):
@@ -102,12 +101,7 @@ class BertLMHeadModel(BertModel):
             output_attentions)  # (B, T, H) in reading order
 
         # the MLM head at every position: each one predicts its next token
-        act_forward, _ = ACTIVATIONS[c.hidden_act]
-        lm_dense, dense_cache = linear_forward(seq, p["mlm.transform.W"], p["mlm.transform.b"])  # (B, T, H)
-        lm_act, act_cache = act_forward(lm_dense)
-        lm_hidden, ln_cache = layernorm_forward(lm_act, p["mlm.ln.gamma"], p["mlm.ln.beta"], c.layer_norm_eps)
-        logits = (lm_hidden.reshape(B * T, -1) @ p["embeddings.word"].T).reshape(B, T, V)  # tied decoder
-        logits += p["mlm.bias"]
+        logits, head_cache = mlm_head_forward(seq, p, c)  # (B, T, V), tied decoder
 
         # position t predicts labels[:, t + 1]: shift left, and the last position predicts nothing
         targets = xp.concatenate([labels[:, 1:], xp.full((B, 1), IGNORE_INDEX, labels.dtype)], axis=1)  # (B, T)
@@ -116,7 +110,7 @@ class BertLMHeadModel(BertModel):
             raise ValueError(f"labels must lie in [0, {V}) or be {IGNORE_INDEX}")
         loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, V), targets.reshape(-1),
                                                scored.reshape(-1).astype(self.dtype))
-        self._cache = {"enc": enc_cache, "order": order, "head": (dense_cache, act_cache, ln_cache, lm_hidden),
+        self._cache = {"enc": enc_cache, "order": order, "head": head_cache,
                        "ce": ce_cache}
         if order is not None:  # back to the input's order: state t belongs to token t
             seq, logits = _gather_rows(seq, order), _gather_rows(logits, order)
@@ -130,17 +124,9 @@ class BertLMHeadModel(BertModel):
         cache = self._take_cache()
         p = self.params
         grads = {}
-        dense_cache, act_cache, ln_cache, lm_hidden = cache["head"]
-        B, T, H = lm_hidden.shape
-        # forward: loss = cross-entropy(logits, targets); logits = lm_hidden @ E^T + bias
+        # forward: loss = cross-entropy(logits, targets); logits = the MLM head at every position
         dlogits = cross_entropy_backward(dloss, cache["ce"])  # (B*T, V); unscored positions get exactly 0
-        grads["mlm.bias"] = dlogits.sum(axis=0)
-        dword_table_as_decoder = dlogits.T @ lm_hidden.reshape(B * T, H)  # (V, H)
-        dlm_hidden = (dlogits @ p["embeddings.word"]).reshape(B, T, H)
-        dlm_act, grads["mlm.ln.gamma"], grads["mlm.ln.beta"] = layernorm_backward(dlm_hidden, ln_cache)
-        _, act_backward = ACTIVATIONS[self.config.hidden_act]
-        dlm_dense = act_backward(dlm_act, act_cache)
-        dseq, grads["mlm.transform.W"], grads["mlm.transform.b"] = linear_backward(dlm_dense, dense_cache)
+        dseq, dword_table_as_decoder = mlm_head_backward(dlogits, cache["head"], p, self.config, grads)
         if dsequence_output is not None:  # the states' other use; in reading order, as dseq is
             order = cache["order"]
             dseq += dsequence_output if order is None else _gather_rows(dsequence_output, order)

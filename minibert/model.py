@@ -305,6 +305,39 @@ class BertModel:
         return save_hf_folder(self, path, tokenizer)
 
 
+def mlm_head_forward(hidden, params, config):
+    """The masked-LM head: dense, activation, LayerNorm, then scores over the vocabulary with the
+    word-embedding table as the decoder (tied) plus a bias.
+
+    hidden: (B, N, H), the encoder's states where predictions are made   ->   logits: (B, N, V)
+    """
+    B, N, H = hidden.shape
+    act_forward, _ = ACTIVATIONS[config.hidden_act]
+    dense, dense_cache = linear_forward(hidden, params["mlm.transform.W"], params["mlm.transform.b"])
+    act, act_cache = act_forward(dense)
+    transformed, ln_cache = layernorm_forward(act, params["mlm.ln.gamma"], params["mlm.ln.beta"], config.layer_norm_eps)
+    # the decoder is the word-embedding table; one 2-D product (a 3-D one was 4x slower)
+    logits = (transformed.reshape(B * N, H) @ params["embeddings.word"].T).reshape(B, N, -1)  # (B, N, V)
+    logits += params["mlm.bias"]
+    return logits, (dense_cache, act_cache, ln_cache, transformed)
+
+
+def mlm_head_backward(dlogits, cache, params, config, grads):
+    """dlogits: (B*N, V)   ->   (dhidden (B, N, H), the decoder's share of the word table's gradient (V, H)).
+    The head's own gradients (mlm.*) go into `grads`."""
+    dense_cache, act_cache, ln_cache, transformed = cache
+    B, N, H = transformed.shape
+    # forward: logits = transformed @ E^T + bias
+    grads["mlm.bias"] = dlogits.sum(axis=0)
+    dword_table_as_decoder = dlogits.T @ transformed.reshape(B * N, H)  # (V, H)
+    dtransformed = (dlogits @ params["embeddings.word"]).reshape(B, N, H)
+    dact, grads["mlm.ln.gamma"], grads["mlm.ln.beta"] = layernorm_backward(dtransformed, ln_cache)
+    _, act_backward = ACTIVATIONS[config.hidden_act]
+    ddense = act_backward(dact, act_cache)
+    dhidden, grads["mlm.transform.W"], grads["mlm.transform.b"] = linear_backward(ddense, dense_cache)
+    return dhidden, dword_table_as_decoder
+
+
 class BertForPreTraining(BertModel):
     """BertModel plus the two pre-training heads and their losses."""
 
@@ -337,15 +370,8 @@ class BertForPreTraining(BertModel):
                 raise ValueError(f"masked_lm_positions must lie in [0, {seq.shape[1]})")
             rows = xp.arange(B)[:, None]
             gathered = seq[rows, positions]  # (B, P, H)
-            act_forward, _ = ACTIVATIONS[c.hidden_act]
-            mlm_dense, dense_cache = linear_forward(gathered, p["mlm.transform.W"], p["mlm.transform.b"])
-            mlm_act, act_cache = act_forward(mlm_dense)
-            mlm_hidden, ln_cache = layernorm_forward(mlm_act, p["mlm.ln.gamma"], p["mlm.ln.beta"], c.layer_norm_eps)
-            # the decoder is the word-embedding table; one 2-D product (a 3-D one was 4x slower)
-            logits = (mlm_hidden.reshape(B * P, -1) @ p["embeddings.word"].T).reshape(B, P, -1)  # (B, P, V)
-            logits += p["mlm.bias"]
-            out.mlm_logits = logits
-            cache["mlm"] = (rows, positions, dense_cache, act_cache, ln_cache, mlm_hidden)
+            out.mlm_logits, head_cache = mlm_head_forward(gathered, p, c)  # (B, P, V)
+            cache["mlm"] = (rows, positions, head_cache)
 
         labels_given = batch.get("masked_lm_labels") is not None and batch.get("next_sentence_label") is not None
         if labels_given:
@@ -377,18 +403,12 @@ class BertForPreTraining(BertModel):
         # NSP: loss -> nsp_logits -> pooled
         dnsp_logits = cross_entropy_backward(1.0, nsp_ce)  # (B, 2)
         dpooled, grads["nsp.W"], grads["nsp.b"] = linear_backward(dnsp_logits, cache["nsp"])
-        # MLM: loss -> mlm_logits -> mlm_hidden -> mlm_act -> mlm_dense -> gathered -> sequence_output
-        rows, positions, dense_cache, act_cache, ln_cache, mlm_hidden = cache["mlm"]
+        # MLM: loss -> mlm_logits -> the MLM head -> gathered (the masked positions) -> sequence_output
+        rows, positions, head_cache = cache["mlm"]
         B, P = positions.shape
-        H = mlm_hidden.shape[-1]
         dmlm_logits = cross_entropy_backward(1.0, mlm_ce)  # (B*P, V)
-        grads["mlm.bias"] = dmlm_logits.sum(axis=0)
-        dword_table_as_decoder = dmlm_logits.T @ mlm_hidden.reshape(B * P, H)  # (V, H)
-        dmlm_hidden = (dmlm_logits @ p["embeddings.word"]).reshape(B, P, H)
-        dmlm_act, grads["mlm.ln.gamma"], grads["mlm.ln.beta"] = layernorm_backward(dmlm_hidden, ln_cache)
-        _, act_backward = ACTIVATIONS[self.config.hidden_act]
-        dmlm_dense = act_backward(dmlm_act, act_cache)
-        dgathered, grads["mlm.transform.W"], grads["mlm.transform.b"] = linear_backward(dmlm_dense, dense_cache)
+        dgathered, dword_table_as_decoder = mlm_head_backward(dmlm_logits, head_cache, p, self.config, grads)
+        H = dgathered.shape[-1]
         enc = cache["enc"]
         xp = backend.array_module(dgathered)
         dseq = xp.zeros((B, enc["T"], H), dtype=dgathered.dtype)
