@@ -1,4 +1,4 @@
-"""The `minibert` command: pretrain, plot, fill-mask, nsp, finetune, transfer, answer, export, gradcheck.
+"""The `minibert` command: pretrain, plot, fill-mask, nsp, finetune, transfer, glue, answer, export, compare, gradcheck.
 
 Every error a user can cause (a missing file, a bad option, a run folder that exists)
 ends as one line `minibert: error: ...` and a non-zero exit status.
@@ -14,6 +14,7 @@ from .backend import BACKENDS, BackendError
 from .data import CORPUS_FORMATS
 from .data.masking import STRATEGIES
 from .io import CheckpointError
+from .lm import OBJECTIVES
 from .loop import TrainingError
 from .runs import load_run
 
@@ -50,8 +51,27 @@ def _sizes(value: str) -> tuple:
     return sizes
 
 
+def _seeds(value: str) -> tuple:
+    """A comma-separated list of whole numbers >= 0: 0,1,2."""
+    try:
+        seeds = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"must be comma-separated whole numbers >= 0, e.g. 0,1,2, got {value!r}")
+    return seeds
+
+
+def _names(value: str) -> tuple:
+    """A comma-separated list of names: paraphrase,entities."""
+    names = tuple(v.strip() for v in value.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"must be comma-separated names, got {value!r}")
+    return names
+
+
 # options whose value is one of a few words: argparse names the option and the choices
-CHOICES = {"backend": BACKENDS, "masking": STRATEGIES, "corpus_format": CORPUS_FORMATS}
+CHOICES = {"backend": BACKENDS, "masking": STRATEGIES, "corpus_format": CORPUS_FORMATS, "objective": OBJECTIVES}
 
 
 def _add_config_options(p: argparse.ArgumentParser, config_cls, help_text=None, skip=()) -> None:
@@ -89,6 +109,8 @@ PRETRAIN_HELP = {
     "vocab": "an existing vocab.txt (default: train a WordPiece vocab on the corpus)",
     "vocab_size": "tokens of the trained WordPiece vocabulary",
     "model": "config preset (tiny, mini, small, base) or a config.json",
+    "objective": "mlm_nsp: BERT's masked LM + next sentence; left_to_right: GPT's next token; "
+                 "right_to_left: the next token reading backwards (ELMo's second direction)",
     "bias_correction": "Adam's bias correction of the moments (google's BERT had none)",
     "masking": "exact, bernoulli, whole_word or span", "mask_prob": "share of tokens chosen for prediction",
     "mask_token_prob": "share of the chosen tokens replaced by [MASK]",
@@ -139,15 +161,15 @@ def _refuse_options_with_resume(args, config_cls) -> None:
 def _plot(args) -> int:
     from .plots import plot_run  # matplotlib loads only when a command draws
 
-    plot_run(args.run_dir)
-    print(f"wrote masking.png, training.png, attention.png and heads.png in {args.run_dir}")
+    figures = plot_run(args.run_dir)
+    print(f"wrote {', '.join(name + '.png' for name in figures)} in {args.run_dir}")
     return 0
 
 
 def _fill_mask(args) -> int:
     from .predict import fill_mask
 
-    run = load_run(args.run_dir, kind="pretrain")
+    run = load_run(args.run_dir, kind="pretrain", objective="mlm_nsp")
     model, tokenizer = run.model, run.tokenizer
     for k, predictions in enumerate(fill_mask(model, tokenizer, args.text, args.top_k), start=1):
         print(f"[MASK] #{k}: " + ", ".join(f"{tok} ({p:.1%})" for tok, p in predictions))
@@ -157,7 +179,7 @@ def _fill_mask(args) -> int:
 def _nsp(args) -> int:
     from .predict import next_sentence_probability
 
-    run = load_run(args.run_dir, kind="pretrain")
+    run = load_run(args.run_dir, kind="pretrain", objective="mlm_nsp")
     model, tokenizer = run.model, run.tokenizer
     p = next_sentence_probability(model, tokenizer, args.sentence_a, args.sentence_b)
     print(f"P(IsNext) = {p:.3f}: {'B follows A' if p >= 0.5 else 'B looks like a random sentence'}")
@@ -183,8 +205,19 @@ def _finetune(args) -> int:
 def _transfer(args) -> int:
     from .finetune import transfer_experiment
 
+    load_run(args.run_dir, kind="pretrain", objective="mlm_nsp")  # refuse a language model in one line, before any run
     transfer_experiment(args.run_dir, args.out, task=args.task, sizes=args.sizes, progress=not args.quiet,
                         steps=args.steps, seed=args.seed, lr=args.lr, eval_fraction=args.eval_fraction)
+    return 0
+
+
+def _glue(args) -> int:
+    from .tinyglue import run_glue
+
+    options = {k: getattr(args, k) for k in ("lr", "batch_size", "seq_length") if getattr(args, k) is not None}
+    run_glue(args.run_dir, args.out, tasks=args.tasks, steps=args.steps, seeds=args.seeds, multitask=args.multitask,
+             frozen=args.frozen, progress=not args.quiet, train_examples=args.train_examples, held_out=args.held_out,
+             **options)
     return 0
 
 
@@ -200,9 +233,41 @@ def _answer(args) -> int:
 
 
 def _export(args) -> int:
-    run = load_run(args.run_dir, kind="pretrain")
+    from .runs import run_kind
+
+    if run_kind(args.run_dir) == "finetune":  # a fine-tuned classifier, with its label names
+        run = load_run(args.run_dir, kind="finetune")
+        if not hasattr(run.model, "label_names"):
+            raise ValueError(f"{args.run_dir}: a {run.task['task']} fine-tuning run; export takes a pre-training run "
+                             "or a fine-tuned classifier (sequence or token classification)")
+        run.model.label_names = list(run.task["labels"]) if run.task.get("labels") else None
+    else:
+        run = load_run(args.run_dir, kind="pretrain", objective="mlm_nsp")  # what the line below promises
     run.model.save_pretrained(args.out_dir, run.tokenizer)
-    print(f"wrote a Hugging Face BERT folder to {args.out_dir} (transformers.BertForPreTraining.from_pretrained loads it)")
+    name = type(run.model).__name__
+    print(f"wrote a Hugging Face BERT folder to {args.out_dir} (transformers.{name}.from_pretrained loads it)")
+    return 0
+
+
+def _compare(args) -> int:
+    from .compare import compare
+    from .train import PretrainConfig, pretrain
+
+    given = {"bert": args.bert, "left_to_right": args.left_to_right, "right_to_left": args.right_to_left}
+    runs = {k: v for k, v in given.items() if v is not None} or None
+    base = PretrainConfig(steps=args.steps, seed=args.seed, num_documents=args.num_documents, model=args.model,
+                          seq_length=args.seq_length)
+    if runs is None:
+        base.validate()  # before the folder is made
+    else:  # existing runs were trained with their own options: one given here would be ignored, so refuse it
+        for name in ("steps", "seed", "num_documents", "model", "seq_length"):
+            if getattr(base, name) != getattr(PretrainConfig, name):
+                raise ValueError(f"--{name.replace('_', '-')} is for the runs compare trains; existing runs "
+                                 "(--bert, --left-to-right, --right-to-left) keep their own")
+    if args.finetune_steps < 0:
+        raise ValueError(f"--finetune-steps must be 0 (leave the column out) or more, got {args.finetune_steps}")
+    compare(args.out, base=base if runs is None else None, runs=runs, pretrain=pretrain, progress=not args.quiet,
+            glue=args.glue, finetune_steps=args.finetune_steps)
     return 0
 
 
@@ -269,16 +334,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_transfer)
 
+    from .tinyglue import GLUE_DEFAULTS, GLUE_HELD_OUT, GLUE_STEPS, GLUE_TRAIN_EXAMPLES
+
+    p = sub.add_parser("glue", help="score a pre-training run on the tiny GLUE: fine-tuned vs from scratch, per task")
+    p.add_argument("run_dir", type=_text, help="a minibert pre-training run")
+    p.add_argument("--out", default="runs/glue", type=_text, help="folder for the runs and the table (default: runs/glue)")
+    p.add_argument("--tasks", type=_names, default=None, metavar="NAME,NAME,...",
+                   help="tasks to run (default: acceptable,paraphrase,entailment,entities)")
+    p.add_argument("--steps", type=_at_least_one, default=GLUE_STEPS, help=f"fine-tuning steps per task and run (default: {GLUE_STEPS})")
+    p.add_argument("--seeds", type=_seeds, default=(0,), metavar="N,N,...",
+                   help="repeat every run with each seed; the table shows mean ± standard deviation (default: 0)")
+    p.add_argument("--frozen", action="store_true", help="add a softmax regression on the frozen encoder's features, "
+                                                         "and on a random encoder's")
+    p.add_argument("--multitask", action="store_true", help="add one encoder fine-tuned on every task, a head per task")
+    for name, kind in (("lr", float), ("batch_size", int), ("seq_length", int)):
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, metavar=name.upper(),
+                       help=f"{FINETUNE_HELP.get(name, name)} (default: {GLUE_DEFAULTS[name]})")
+    p.add_argument("--train-examples", type=int, default=GLUE_TRAIN_EXAMPLES, metavar="N",
+                   help=f"generated labelled examples per task to train on (default: {GLUE_TRAIN_EXAMPLES})")
+    p.add_argument("--held-out", type=int, default=GLUE_HELD_OUT, metavar="N",
+                   help=f"generated examples per task to score on (default: {GLUE_HELD_OUT})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_glue)
+
     p = sub.add_parser("answer", help="answer a question about a context with a fine-tuned QA run")
     p.add_argument("run_dir", type=_text, help="a fine-tuning run for qa")
     p.add_argument("question", type=_text, help="the question")
     p.add_argument("context", type=_text, help="the text that holds the answer")
     p.set_defaults(func=_answer)
 
-    p = sub.add_parser("export", help="write a pre-training run as a Hugging Face BERT folder")
-    p.add_argument("run_dir", type=_text, help="a pre-training run folder")
+    p = sub.add_parser("export", help="write a pre-training or fine-tuning run as a Hugging Face BERT folder")
+    p.add_argument("run_dir", type=_text, help="a pre-training run, or a fine-tuning run (its labels become id2label)")
     p.add_argument("out_dir", type=_text, help="folder to write (new or empty)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("compare", help="GPT vs BERT vs ELMo: pre-train three objectives alike and score blanks and tiny GLUE")
+    p.add_argument("--out", required=True, type=_text, help="folder for the three runs, compare.json and compare.md "
+                                                            "(new, or empty)")
+    p.add_argument("--steps", type=_at_least_one, default=PretrainConfig.steps, help="pre-training steps of each run "
+                                                                                    f"(default: {PretrainConfig.steps})")
+    p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
+    p.add_argument("--num-documents", type=int, default=PretrainConfig.num_documents,
+                   help=f"documents of the generated world (default: {PretrainConfig.num_documents})")
+    p.add_argument("--model", type=_text, default=PretrainConfig.model, help="config preset or a config.json "
+                                                                             f"(default: {PretrainConfig.model})")
+    p.add_argument("--seq-length", type=int, default=PretrainConfig.seq_length,
+                   help=f"tokens per pre-training sequence (default: {PretrainConfig.seq_length})")
+    p.add_argument("--finetune-steps", type=int, default=200,
+                   help="fine-tuning steps per tiny GLUE task for the fine-tuned column; 0 leaves it out (default: 200)")
+    for flag, objective in (("--bert", "mlm_nsp"), ("--left-to-right", "left_to_right"), ("--right-to-left", "right_to_left")):
+        p.add_argument(flag, metavar="RUN_DIR", type=_text, help=f"an existing {objective} run instead of training one "
+                                                                 "(give all three; they must share vocab and config)")
+    p.add_argument("--glue", action=argparse.BooleanOptionalAction, default=True,
+                   help="the frozen-feature tiny GLUE column (--no-glue: blanks only)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_compare)
 
     p = sub.add_parser("gradcheck", help="check every hand-written backward against central differences")
     p.set_defaults(func=_gradcheck)

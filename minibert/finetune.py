@@ -21,7 +21,7 @@ import numpy as np
 
 from . import backend
 from .config import BertConfig, check_options
-from .io import remove_stale_temporaries, write_text_atomic
+from .io import read_json, remove_stale_temporaries, write_text_atomic
 from .loop import refuse_if_too_big, train_loop
 from .optim import AdamW
 from .runs import (folder_kept_only_if_used, has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run,
@@ -33,7 +33,7 @@ from .tokenization import WordPieceTokenizer, train_wordpiece
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    task: str = "qa"  # a name in minibert.tasks.TASKS: "qa" or "classify"
+    task: str = "qa"  # a name in minibert.tasks.TASKS: "qa", "classify" or a tiny-GLUE task ("paraphrase", ...)
     init: str = "scratch"  # a minibert run folder, a Hugging Face BERT folder, or "scratch"
     data: str | None = None  # SQuAD JSON (qa) or JSONL (classify); None = generated from the world
     eval_data: str | None = None  # None = hold out eval_fraction of data
@@ -103,9 +103,16 @@ def load_task_data(cfg: FinetuneConfig, task: Task):
 
 def from_pretraining_run(cls, run_dir, seed: int = 0, **kwargs):
     """A fine-tuning model whose encoder (and pooler, where it has one) comes from a minibert
-    pre-training run; its head is freshly initialized (listed in model.newly_initialized)."""
+    pre-training run; its head is freshly initialized (listed in model.newly_initialized).
+    A left-to-right LM's run gives a causal model whose pooler reads the last real token."""
+    objective = read_json(Path(run_dir) / "train_config.json", "training configuration").get("objective", "mlm_nsp")
+    if objective == "right_to_left":
+        raise ValueError(f"{run_dir}: a right-to-left language model (objective right_to_left) is used only as frozen "
+                         "features (ELMo's backward model), not fine-tuned; use an mlm_nsp or left_to_right run")
     pretrained = load_run(run_dir, kind="pretrain")
     model = cls(pretrained.model.config, seed=seed, **kwargs)
+    if objective == "left_to_right":  # GPT: fine-tune the causal encoder as it was trained, and let a
+        model.causal, model.pool_at = True, "last"  # classifier read the last token, the one that has read everything
     encoder = {k: backend.to_host(v) for k, v in pretrained.model.params.items() if k in model.params}
     model.load_params(encoder, source=str(run_dir), strict=False)
     model.newly_initialized = sorted({k.split(".")[0] for k in model.params if k not in encoder})
@@ -181,7 +188,7 @@ class Session:
     n_held_out: int  # the held-out figures rest on this many examples
 
 
-def _prepare_data(cfg, task, train, held_out, tokenizer):
+def prepare_data(cfg, task, train, held_out, tokenizer):
     """(training items, held-out items, skipped reports) with the run's tokenizer."""
     items, s1 = task.prepare(train, tokenizer, cfg)
     eval_items, s2 = task.prepare(held_out, tokenizer, cfg)
@@ -201,16 +208,22 @@ def _session(cfg, task, run_dir, model, tokenizer, held_out, items, eval_items, 
                    len(held_out))
 
 
+def example_text(example: dict) -> str:
+    """All the text of a labelled example (any task), for training a vocabulary from scratch."""
+    parts = (example.get("context"), example.get("question"), example.get("text"), example.get("text_b"))
+    return " ".join([p for p in parts if p] + example.get("words", []))
+
+
 def start_run(cfg: FinetuneConfig, run_dir: Path, echo=print) -> Session:
     task = get_task(cfg.task)
     train, held_out, labels, skipped = load_task_data(cfg, task)
-    texts = [e.get("context", "") + " " + e.get("question", e.get("text", "")) for e in train]
+    texts = [example_text(e) for e in train]
     model, tokenizer, source = build_model(cfg, task, labels, texts)
     if model.config.max_position_embeddings < cfg.seq_length:
         raise ValueError(f"--seq-length {cfg.seq_length} exceeds the model's max_position_embeddings "
                          f"{model.config.max_position_embeddings}")
     refuse_if_too_big(model, cfg.batch_size, cfg.seq_length)
-    items, eval_items, more = _prepare_data(cfg, task, train, held_out, tokenizer)
+    items, eval_items, more = prepare_data(cfg, task, train, held_out, tokenizer)
     skipped = skipped + more
     if skipped:
         echo(f"skipped {len(skipped)} example(s); first: {skipped[0]}")
@@ -221,7 +234,8 @@ def start_run(cfg: FinetuneConfig, run_dir: Path, echo=print) -> Session:
     model.config.to_json_file(run_dir / "config.json")
     tokenizer.save_vocab(run_dir / "vocab.txt")
     task_info = {"task": task.name, "labels": labels, "init": source, "skipped": skipped,
-                 "model_class": task.model_class.__name__, "model_options": task.model_options(labels)}
+                 "model_class": task.model_class.__name__, "model_options": task.model_options(labels),
+                 "model_attributes": {"causal": model.causal, "pool_at": model.pool_at}}  # load_run sets them again
     write_text_atomic(run_dir / "task.json", json.dumps(task_info, indent=2) + "\n")
     (run_dir / "metrics.jsonl").write_text("")
     echo(f"fine-tuning for {task.name} from {source}; new: {', '.join(model.newly_initialized) or 'nothing'}")
@@ -237,7 +251,7 @@ def resume_run(run_dir: Path, echo=print) -> Session:
     run = load_run(run_dir, kind="finetune")
     task = get_task(run.task["task"])
     train, held_out, _, _ = load_task_data(cfg, task)
-    items, eval_items, _ = _prepare_data(cfg, task, train, held_out, run.tokenizer)
+    items, eval_items, _ = prepare_data(cfg, task, train, held_out, run.tokenizer)
     step = run.state["step"]
     session = _session(cfg, task, run_dir, run.model, run.tokenizer, held_out, items, eval_items,
                        run.task["init"], run.task["skipped"], step,
@@ -278,7 +292,7 @@ def finetune(cfg: FinetuneConfig = FinetuneConfig(), resume: str | None = None, 
     scores = ", ".join(f"{k} {v:.3f}" for k, v in last.items()) + f" ({s.n_held_out} {s.task.unit})"
     status = f"interrupted at step {loop.step} of {s.cfg.steps}" if loop.interrupted else f"{loop.step} steps"
     lines = [f"\nminibert finetune {s.task.name}: {status} in {seconds:.0f}s from {s.source}",
-             f"held-out: {scores}", f"files in {s.run_dir}/: metrics.jsonl, finetune.png, checkpoints/"]
+             f"held-out: {scores}", f"files in {s.run_dir}/: metrics.jsonl, {'finetune.png, ' if plots else ''}checkpoints/"]
     if loop.interrupted:
         lines.append(f"continue with: minibert finetune --resume {s.run_dir}")
     echo("\n".join(lines))

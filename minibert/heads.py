@@ -15,10 +15,14 @@ from .model import BertModel, BertOutput
 IGNORE_INDEX = -100  # a label that is not a target (padding, [CLS], a word's later pieces): PyTorch's default
 
 
-def label_config(num_labels: int) -> dict:
-    """The label fields of a Hugging Face config.json for a classifier with num_labels classes."""
-    return {"num_labels": num_labels, "id2label": {str(i): f"LABEL_{i}" for i in range(num_labels)},
-            "label2id": {f"LABEL_{i}": i for i in range(num_labels)}}
+def label_config(num_labels: int, names=None) -> dict:
+    """The label fields of a Hugging Face config.json for a classifier with num_labels classes
+    (names: one per class; default transformers' LABEL_0, LABEL_1, ...)."""
+    names = list(names) if names is not None else [f"LABEL_{i}" for i in range(num_labels)]
+    if len(names) != num_labels or len(set(names)) != num_labels:
+        raise ValueError(f"need {num_labels} distinct label names, got {names!r}")
+    return {"num_labels": num_labels, "id2label": {str(i): name for i, name in enumerate(names)},
+            "label2id": {name: i for i, name in enumerate(names)}}
 
 
 class BertForQuestionAnswering(BertModel):
@@ -76,13 +80,14 @@ class _Classifier(BertModel):
         if num_labels < 2:
             raise ValueError(f"num_labels must be >= 2 (classification), got {num_labels}")
         self.num_labels = num_labels
+        self.label_names = None  # the classes' names for an export (id2label); None = LABEL_0, LABEL_1, ...
         super().__init__(config, seed=seed, dtype=dtype)
 
     def _init_heads(self, init) -> None:
         self._add_dense(init, "classifier", self.config.hidden_size, self.num_labels)
 
     def hf_config_extras(self) -> dict:
-        return label_config(self.num_labels)
+        return label_config(self.num_labels, self.label_names)
 
 
 class BertForSequenceClassification(_Classifier):

@@ -27,7 +27,7 @@ import numpy as np
 from . import backend
 from .heads import IGNORE_INDEX
 from .layers import cross_entropy_backward, cross_entropy_forward
-from .model import BertModel, BertOutput, check_inputs, mlm_head_backward, mlm_head_forward
+from .model import BertForPreTraining, BertModel, BertOutput, check_inputs, mlm_head_backward, mlm_head_forward
 
 
 def right_to_left_order(attention_mask):
@@ -81,7 +81,9 @@ class BertLMHeadModel(BertModel):
 
     def forward(self, batch: dict, training: bool = False, rng=None, output_attentions: bool = False) -> BertOutput:
         """-> out.sequence_output (B, T, H), out.extras["logits"] (B, T, V) and out.loss, in the
-        input's token order (attentions, when asked for, are in reading order)."""
+        input's token order (attentions, when asked for, are in reading order). Also in extras:
+        "targets" (B, T), the token each position's logits score (IGNORE_INDEX where none),
+        "accuracy", the share of scored positions whose argmax is the target, and "num_scored"."""
         c, p = self.config, self.params
         xp = backend.array_module(p["embeddings.word"])
         ids, types, mask = check_inputs(batch, c, xp)
@@ -112,10 +114,14 @@ class BertLMHeadModel(BertModel):
                                                scored.reshape(-1).astype(self.dtype))
         self._cache = {"enc": enc_cache, "order": order, "head": head_cache,
                        "ce": ce_cache}
+        # next-token accuracy over the scored positions (argmax is cheap next to the head's matmul)
+        n_scored = scored.sum()
+        correct = ((logits.argmax(axis=-1) == targets) & scored).sum()
         if order is not None:  # back to the input's order: state t belongs to token t
-            seq, logits = _gather_rows(seq, order), _gather_rows(logits, order)
+            seq, logits, targets = (_gather_rows(a, order) for a in (seq, logits, targets))
         out = BertOutput(sequence_output=seq, attentions=attentions, loss=loss)
-        out.extras["logits"] = logits
+        out.extras.update(logits=logits, targets=targets, accuracy=correct / xp.maximum(n_scored, 1),
+                          num_scored=n_scored)
         return out
 
     def backward(self, dloss=1.0, dsequence_output=None) -> dict:
@@ -169,3 +175,17 @@ class ElmoFeatures:
         dstates = {"left_to_right": dfeatures[..., :H], "right_to_left": dfeatures[..., H:]}  # undo the concatenation
         return {f"{d}.{name}": g for d, model in self.models.items()
                 for name, g in model.backward(dloss=0.0, dsequence_output=dstates[d]).items()}
+
+
+# ------------------------------------------------------------------ pre-training objectives
+OBJECTIVES = ("mlm_nsp", "left_to_right", "right_to_left")  # BERT's, GPT's, and GPT's read backwards
+
+
+def pretraining_model(objective: str, config, seed: int = 0, dtype=np.float32):
+    """The model a pre-training objective trains: BertForPreTraining for "mlm_nsp" (masked LM
+    + next sentence), BertLMHeadModel for "left_to_right" and "right_to_left" (next token)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown pre-training objective {objective!r}; one of {', '.join(OBJECTIVES)}")
+    if objective == "mlm_nsp":
+        return BertForPreTraining(config, seed=seed, dtype=dtype)
+    return BertLMHeadModel(config, seed=seed, dtype=dtype, right_to_left=objective == "right_to_left")

@@ -78,6 +78,9 @@ class BertModel:
 
     add_pooling_layer = True  # question answering reads every position and has no use for a pooler
     causal = False  # True: position t attends only to positions <= t (a left-to-right LM, minibert/lm.py)
+    # which token the pooler reads: "first" ([CLS], BERT's), or "last", each row's last real token
+    # (GPT's "extract" token: in a causal model it is the only position that has read the whole input)
+    pool_at = "first"
 
     def __init__(self, config: BertConfig, seed: int = 0, dtype=np.float32):
         self.config = config
@@ -159,14 +162,23 @@ class BertModel:
             layer_caches.append(cache)
             if output_attentions:
                 attentions.append(cache["attn"]["probs"])
-        # pooler: the first token ([CLS]) -> dense -> tanh
+        # pooler: the first token ([CLS]) or each row's last real token -> dense -> tanh
         pooled, pool_cache = None, None
         if self.add_pooling_layer:
-            pool_in, dense_cache = linear_forward(x[:, 0], p["pooler.W"], p["pooler.b"])  # (B, H)
+            read = self._pooled_positions(mask)  # None: position 0 of every row
+            pool_read = x[:, 0] if read is None else x[backend.array_module(x).arange(len(x)), read]  # (B, H)
+            pool_in, dense_cache = linear_forward(pool_read, p["pooler.W"], p["pooler.b"])  # (B, H)
             pooled, tanh_cache = tanh_forward(pool_in)
-            pool_cache = (dense_cache, tanh_cache)
+            pool_cache = (dense_cache, tanh_cache, read)
         cache = {"emb": emb_cache, "layers": layer_caches, "pool": pool_cache, "T": T}
         return x, pooled, (attentions if output_attentions else None), cache
+
+    def _pooled_positions(self, mask):
+        """The position the pooler reads in each row: None for pool_at "first" (position 0), or
+        (B,) the last real token's for "last" (the mask's real tokens come first)."""
+        if self.pool_at not in ("first", "last"):
+            raise ValueError(f"pool_at must be 'first' or 'last', got {self.pool_at!r}")
+        return None if self.pool_at == "first" else (mask != 0).sum(axis=1) - 1
 
     def _layer_forward(self, i, x, mask_bias, training, rng):
         """One post-LN encoder layer: x -> h = LN(x + attn(x)) -> out = LN(h + ffn(h)).   (B, T, H) -> (B, T, H)"""
@@ -219,10 +231,13 @@ class BertModel:
         p = self.params
         dx = dseq.copy()
         if dpooled is not None:
-            dense_cache, tanh_cache = cache["pool"]
+            dense_cache, tanh_cache, read = cache["pool"]
             dpool_in = tanh_backward(dpooled, tanh_cache)
-            dfirst, grads["pooler.W"], grads["pooler.b"] = linear_backward(dpool_in, dense_cache)
-            dx[:, 0] += dfirst  # the pooler read the first token
+            dpool_read, grads["pooler.W"], grads["pooler.b"] = linear_backward(dpool_in, dense_cache)
+            if read is None:
+                dx[:, 0] += dpool_read  # the pooler read the first token
+            else:  # one position per row, so a plain indexed add cannot collide
+                dx[backend.array_module(dx).arange(len(dx)), read] += dpool_read
         elif self.add_pooling_layer:  # the pooler was not used: its gradient is exactly zero
             xp = backend.array_module(dseq)
             grads["pooler.W"], grads["pooler.b"] = xp.zeros_like(p["pooler.W"]), xp.zeros_like(p["pooler.b"])

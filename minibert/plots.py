@@ -118,33 +118,43 @@ def masking_figure(stats: dict) -> Figure:
 
 
 # ------------------------------------------------------------------ training curves
+# the curves of each kind of pre-training run: (row, column, key, title); losses on top, accuracies below
+MLM_NSP_PANELS = [(0, 0, "mlm_loss", "Masked LM loss"), (0, 1, "nsp_loss", "Next sentence loss"),
+                  (1, 0, "mlm_accuracy", "Masked LM accuracy"), (1, 1, "nsp_accuracy", "Next sentence accuracy")]
+LM_PANELS = [(0, 0, "lm_loss", "Next-token loss"), (1, 0, "lm_accuracy", "Next-token accuracy")]
+
+
 def training_figure(metrics: dict, vocab_size: int, baselines: dict | None = None, dropout: bool = True,
                     max_grad_norm: float | None = None) -> Figure:
-    """Loss and accuracy curves for MLM and NSP (train and held-out) against what guessing
-    scores, the learning rate, and the gradient norm against the clipping threshold.
+    """Loss and accuracy curves (train and held-out) against what guessing scores: MLM and NSP
+    for a BERT run, the next token for a language-model run (its records have "lm_loss").
+    Then the learning rate, and the gradient norm against the clipping threshold.
 
     metrics: read_metrics(metrics.jsonl); baselines: a run's baselines.json (None: no guessing
     lines beyond chance); dropout: whether the train numbers were measured with dropout on.
     """
-    fig = Figure(figsize=(14, 8), layout="constrained")
-    axes = fig.subplots(2, 3)
     train, held = metrics["train"], metrics["eval"]
+    specs = LM_PANELS if any("lm_loss" in r for r in train + held) else MLM_NSP_PANELS
+    columns = max(col for _, col, _, _ in specs) + 2  # the curves, then the learning rate and gradient norm
+    fig = Figure(figsize=(4.7 * columns, 8), layout="constrained")
+    axes = fig.subplots(2, columns)
     steps = lambda rs: [r["step"] for r in rs]  # noqa: E731
     b = baselines or {}
+    chance = (math.log(vocab_size), f"chance: ln V = {math.log(vocab_size):.2f}")
     guesses = {  # key -> [(level, label)]: what a model that ignores its input scores
-        "mlm_loss": [(math.log(vocab_size), f"chance: ln V = {math.log(vocab_size):.2f}")],
+        "mlm_loss": [chance], "lm_loss": [chance], "mlm_accuracy": [], "lm_accuracy": [],
         "nsp_loss": [(math.log(2), "chance: ln 2 = 0.69")],
-        "mlm_accuracy": [],
         "nsp_accuracy": [(0.5, "chance: 0.5")],
     }
-    if "mlm_unigram_entropy" in b:  # the plateau: the model has learned how often each token occurs
-        guesses["mlm_loss"].append((b["mlm_unigram_entropy"], f"token frequencies only: unigram entropy\n"
-                                                               f"of the held-out masked tokens = {b['mlm_unigram_entropy']:.2f}"))
-    if "mlm_most_frequent_token_accuracy" in b:
-        level = b["mlm_most_frequent_token_accuracy"]
-        guesses["mlm_accuracy"].append((level, f"always the most frequent token: {level:.3f}"))
-    panels = [(axes[0, 0], "mlm_loss", "Masked LM loss"), (axes[0, 1], "nsp_loss", "Next sentence loss"),
-              (axes[1, 0], "mlm_accuracy", "Masked LM accuracy"), (axes[1, 1], "nsp_accuracy", "Next sentence accuracy")]
+    for task, what in (("mlm", "masked tokens"), ("lm", "next tokens")):
+        if f"{task}_unigram_entropy" in b:  # the plateau: the model has learned how often each token occurs
+            level = b[f"{task}_unigram_entropy"]
+            guesses[f"{task}_loss"].append((level, f"token frequencies only: unigram entropy\n"
+                                                   f"of the held-out {what} = {level:.2f}"))
+        if f"{task}_most_frequent_token_accuracy" in b:
+            level = b[f"{task}_most_frequent_token_accuracy"]
+            guesses[f"{task}_accuracy"].append((level, f"always the most frequent token: {level:.3f}"))
+    panels = [(axes[row, col], key, title) for row, col, key, title in specs]
     train_label = "train (dropout on)" if dropout else "train (no dropout)"
     for ax, key, title in panels:
         ax.plot(steps(train), [r[key] for r in train], label=train_label, alpha=0.7)
@@ -157,12 +167,12 @@ def training_figure(metrics: dict, vocab_size: int, baselines: dict | None = Non
     axes[0, 0].set_ylabel("cross-entropy (nats)")
     axes[1, 0].set_ylabel("share predicted right")
 
-    ax = axes[0, 2]
+    ax = axes[0, -1]
     ax.plot(steps(train), [r["lr"] for r in train])
     ax.set_title("Learning rate (warmup, then linear decay)")
     ax.set_xlabel("step")
 
-    ax = axes[1, 2]
+    ax = axes[1, -1]
     logged = [r for r in train if r.get("grad_norm") is not None]  # runs before grad_norm was logged have none
     ax.plot(steps(logged), [r["grad_norm"] for r in logged], label="before clipping (mean of each log window)")
     if max_grad_norm is not None:
@@ -322,7 +332,12 @@ def held_out_pairs(run_dir, n: int = 64) -> list:
 def plot_run(run_dir, model=None, tokenizer=None, example=("Oslo is a city in Norway.", "It is famous for its harbor."),
              pairs=None) -> dict:
     """Write masking.png, training.png, attention.png and heads.png into a pre-training run folder;
-    returns the figures. pairs: the sentence pairs heads.png averages over (default: held_out_pairs)."""
+    returns the figures. pairs: the sentence pairs heads.png averages over (default: held_out_pairs).
+
+    A language-model run (objective left_to_right or right_to_left) gets training.png only, and
+    attention.png when it reads left to right: it masks nothing (no masking.png), and heads.png's
+    shares and a right-to-left model's attention maps (in reading order) would need reading
+    backwards."""
     run_dir = Path(run_dir)
     if model is None or tokenizer is None:
         run = load_run(run_dir, kind="pretrain")
@@ -339,9 +354,12 @@ def plot_run(run_dir, model=None, tokenizer=None, example=("Oslo is a city in No
         read_metrics(run_dir / "metrics.jsonl"), config.vocab_size, baselines,
         dropout=config.hidden_dropout_prob > 0 or config.attention_probs_dropout_prob > 0,
         max_grad_norm=train_config.get("max_grad_norm"))
-    figures["attention"] = attention_figure(*attention_example(model, tokenizer, *example))
-    pairs = pairs if pairs is not None else held_out_pairs(run_dir) or [example]
-    figures["heads"] = head_summary_figure(model, tokenizer, pairs)
+    objective = train_config.get("objective", "mlm_nsp")
+    if objective != "right_to_left":
+        figures["attention"] = attention_figure(*attention_example(model, tokenizer, *example))
+    if objective == "mlm_nsp":
+        pairs = pairs if pairs is not None else held_out_pairs(run_dir) or [example]
+        figures["heads"] = head_summary_figure(model, tokenizer, pairs)
     for name, fig in figures.items():
         fig.savefig(run_dir / f"{name}.png", dpi=90)
     return figures

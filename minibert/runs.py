@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from .config import BertConfig
-from .heads import BertForQuestionAnswering, BertForSequenceClassification
+from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 from .io import CheckpointError, iter_jsonl, load_arrays, read_json, save_arrays, write_text_atomic
+from .lm import pretraining_model
 from .model import BertForPreTraining
 from .tokenization import WordPieceTokenizer
 
 MODEL_CLASSES = {cls.__name__: cls for cls in (BertForPreTraining, BertForQuestionAnswering,
-                                               BertForSequenceClassification)}
+                                               BertForSequenceClassification, BertForTokenClassification)}
 CHECKPOINT_NAME = re.compile(r"step-\d{6}")
 
 
@@ -180,9 +181,10 @@ def save_checkpoint(run_dir, model, optimizer, state: dict, keep: int = 2) -> Pa
     return final
 
 
-def load_run(run_dir, kind: str | None = None, dtype=np.float32) -> Run:
+def load_run(run_dir, kind: str | None = None, dtype=np.float32, objective: str | None = None) -> Run:
     """Load a run folder's latest checkpoint. kind ("pretrain" or "finetune"): the kind the
-    caller needs; a run of the other kind is an error that says so."""
+    caller needs; a run of the other kind is an error that says so. objective: the pre-training
+    objective the caller needs (e.g. "mlm_nsp" for fill-mask); another is an error too."""
     run_dir = Path(run_dir)
     found = run_kind(run_dir)
     if kind is not None and found != kind:
@@ -202,8 +204,19 @@ def load_run(run_dir, kind: str | None = None, dtype=np.float32) -> Run:
         if cls_name not in MODEL_CLASSES:
             raise CheckpointError(f"{run_dir / 'task.json'}: unknown model_class {cls_name!r}")
         model = MODEL_CLASSES[cls_name](config, dtype=dtype, **task.get("model_options", {}))
-    else:
-        model = BertForPreTraining(config, dtype=dtype)
+        for name, value in task.get("model_attributes", {}).items():  # a causal encoder, the pooled token
+            if name not in ("causal", "pool_at"):
+                raise CheckpointError(f"{run_dir / 'task.json'}: unknown model attribute {name!r}")
+            setattr(model, name, value)
+    else:  # the objective picks the model; runs from before objectives existed are mlm_nsp
+        found_objective = train_config.get("objective", "mlm_nsp")
+        if objective is not None and found_objective != objective:
+            raise CheckpointError(f"{run_dir}: pre-trained with --objective {found_objective}; this command needs "
+                                  f"a run pre-trained with --objective {objective}")
+        try:
+            model = pretraining_model(found_objective, config, dtype=dtype)
+        except ValueError as e:
+            raise CheckpointError(f"{run_dir / 'train_config.json'}: {e}") from None
     arrays, _ = load_arrays(ckpt / "params.safetensors", require_checksum=True)
     model.load_params(arrays, source=str(ckpt / "params.safetensors"))
     state = read_json(ckpt / "state.json", "checkpoint state")

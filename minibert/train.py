@@ -1,6 +1,11 @@
 """Pre-training: what `minibert pretrain` runs. Start a run (or resume one), hand the model,
 its batches and its evaluation to the shared loop in minibert/loop.py, then report.
 
+The objective picks the model and what is scored, on the same [CLS] A [SEP] B [SEP] pairs:
+"mlm_nsp" (BERT: masked tokens and the next-sentence label), "left_to_right" (GPT: every next
+token, no masking) or "right_to_left" (the same, reading each pair backwards). The
+differences are data, kept in one record per objective (OBJECTIVE_RECORDS).
+
 The run folder's files are described in minibert/runs.py; the step itself, the random
 streams and Ctrl-C in minibert/loop.py.
 """
@@ -12,6 +17,8 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +37,8 @@ from .data import (
     tokenize_documents,
 )
 from .io import remove_stale_temporaries, write_text_atomic
+from .lm import OBJECTIVES, pretraining_model
 from .loop import MASKING_SAMPLE, MASKS, TrainingError, refuse_if_too_big, step_seed, train_loop
-from .model import BertForPreTraining
 from .optim import AdamW
 from .runs import (has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run, new_run_folder,
                    read_train_config, run_kind)
@@ -50,6 +57,7 @@ class PretrainConfig:
     vocab: str | None = None  # a vocab.txt; None = train a WordPiece vocab on the training documents
     vocab_size: int = 4000  # for a trained vocab (the generated world needs ~3,100: all whole words)
     model: str = "tiny"  # a preset (tiny, mini, small, base) or a config.json (vocab_size may be left out)
+    objective: str = "mlm_nsp"  # mlm_nsp (BERT), left_to_right (GPT), right_to_left (GPT reading backwards)
     steps: int = 2000  # about 3 minutes on 2 CPU cores
     batch_size: int = 32
     seq_length: int = 64  # 64 doubles the steps per second of 128; the world's documents are short
@@ -73,6 +81,11 @@ class PretrainConfig:
     backend: str = "numpy"
     corpus_sha256: str | None = None  # recorded at the start, so that --resume can tell a changed corpus
 
+    @property
+    def language_model(self) -> bool:
+        """True for the next-token objectives: no masking, every real token is a target."""
+        return self.objective != "mlm_nsp"
+
     def masking_config(self) -> MaskingConfig:
         return MaskingConfig(strategy=self.masking, mask_prob=self.mask_prob, mask_token_prob=self.mask_token_prob,
                              random_token_prob=self.random_token_prob, max_predictions=self.max_predictions)
@@ -80,6 +93,8 @@ class PretrainConfig:
     def validate(self) -> None:
         """Every option in its range, before anything is written."""
         check_options(self, PRETRAIN_RULES)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.corpus_format not in CORPUS_FORMATS:
             raise ValueError(f"--corpus-format must be auto, lines or prose, got {self.corpus_format!r}")
         for name in ("out", "corpus", "vocab", "model"):
@@ -156,7 +171,7 @@ class BatchStream:
 
     def __init__(self, docs, tokenizer, cfg: PretrainConfig, epoch: int = 0, offset: int = 0):
         self.docs, self.tokenizer, self.cfg = docs, tokenizer, cfg
-        self.masking = cfg.masking_config()
+        self.masking = None if cfg.language_model else cfg.masking_config()  # a language model reads the text as it is
         self.epoch, self.offset = epoch, offset
         self.instances = self._make(epoch)
 
@@ -186,10 +201,12 @@ class BatchStream:
 
 
 def make_eval_batches(eval_docs, tokenizer, cfg: PretrainConfig) -> list:
-    """Fixed held-out batches (static masks), so every evaluation scores the same predictions."""
+    """Fixed held-out batches (static masks; none for a language model), so every evaluation
+    scores the same predictions."""
+    masking = None if cfg.language_model else cfg.masking_config()
     instances = create_pretraining_instances(eval_docs, tokenizer, cfg.seq_length, seed=cfg.seed + 7919,
                                              dupe_factor=max(1, math.ceil(cfg.eval_batches * cfg.batch_size / max(1, 2 * len(eval_docs)))),
-                                             short_seq_prob=cfg.short_seq_prob, masking=cfg.masking_config(), source=cfg.corpus)
+                                             short_seq_prob=cfg.short_seq_prob, masking=masking, source=cfg.corpus)
     instances = instances[: cfg.eval_batches * cfg.batch_size]
     B = cfg.batch_size
     return [collate(instances[i:i + B], tokenizer, max_predictions=cfg.max_predictions) for i in range(0, len(instances), B)]
@@ -212,6 +229,17 @@ def evaluate(model, batches) -> dict:
             "nsp_loss": sums["nsp_loss"] / n_pairs, "nsp_accuracy": sums["nsp_correct"] / n_pairs}
 
 
+def evaluate_lm(model, batches) -> dict:
+    """Held-out next-token loss and accuracy of a language model, weighted by scored tokens
+    (every real token but the first one read)."""
+    loss = correct = n = 0.0
+    for batch in batches:
+        out = model.forward(batch)
+        k = float(out.extras["num_scored"])
+        loss, correct, n = loss + float(out.loss) * k, correct + float(out.extras["accuracy"]) * k, n + k
+    return {"lm_loss": loss / n, "lm_accuracy": correct / n}
+
+
 def unigram_entropy(token_ids) -> float:
     """H = -sum_v p_v ln p_v (nats), p_v the share of token v in token_ids: the MLM loss of a model
     that ignores the context and predicts how often each token occurs (the early plateau)."""
@@ -230,6 +258,40 @@ def baselines(batches) -> dict:
             "mlm_unigram_entropy": unigram_entropy(labels), "nsp_majority_accuracy": float(max(nsp.mean(), 1 - nsp.mean()))}
 
 
+def lm_baselines(batches, right_to_left: bool = False) -> dict:
+    """What guessing without a model scores on a language model's targets: every real token but
+    the first one read ([CLS] left to right, the last [SEP] right to left)."""
+    rows = [ids[mask != 0] for b in batches for ids, mask in zip(b["input_ids"], b["attention_mask"])]
+    targets = np.concatenate([r[:-1] if right_to_left else r[1:] for r in rows])
+    top = np.bincount(targets).argmax()
+    return {"lm_most_frequent_token_accuracy": float((targets == top).mean()), "lm_most_frequent_token_id": int(top),
+            "lm_unigram_entropy": unigram_entropy(targets)}
+
+
+def mlm_nsp_numbers(out) -> dict:
+    return {k: float(getattr(out, k)) for k in ("mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy")}
+
+
+def lm_numbers(out) -> dict:
+    return {"lm_loss": float(out.loss), "lm_accuracy": float(out.extras["accuracy"])}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What differs between pre-training objectives; the loop and the run folder are the same."""
+
+    step_numbers: Callable  # a training step's output -> the numbers logged
+    evaluate: Callable  # (model, held-out batches) -> held-out metrics
+    baselines: Callable  # held-out batches -> what guessing scores on them
+
+
+OBJECTIVE_RECORDS = {
+    "mlm_nsp": Objective(mlm_nsp_numbers, evaluate, baselines),
+    "left_to_right": Objective(lm_numbers, evaluate_lm, partial(lm_baselines, right_to_left=False)),
+    "right_to_left": Objective(lm_numbers, evaluate_lm, partial(lm_baselines, right_to_left=True)),
+}
+
+
 def sample_masking_statistics(train_tok, tokenizer, cfg: PretrainConfig, max_batches: int = 50):
     """What the masking does to the first training batches (about 2,000 sequences), each masked
     with its own seed from the stream MASKING_SAMPLE, so the training batches' masks stay untouched."""
@@ -245,7 +307,7 @@ class Session:
 
     cfg: PretrainConfig
     run_dir: Path
-    model: BertForPreTraining
+    model: object  # BertForPreTraining, or BertLMHeadModel for a language-model objective
     tokenizer: WordPieceTokenizer
     optimizer: AdamW
     stream: BatchStream
@@ -258,20 +320,23 @@ def start_run(cfg: PretrainConfig, run_dir: Path) -> Session:
     train_docs, eval_docs = load_corpus(cfg)
     tokenizer = build_tokenizer(cfg, train_docs)
     config = build_model_config(cfg, tokenizer)
-    model = BertForPreTraining(config, seed=cfg.seed)
+    model = pretraining_model(cfg.objective, config, seed=cfg.seed)
     # held-out pairs are made up front as Python lists: about 100 bytes a token
-    refuse_if_too_big(model, cfg.batch_size, cfg.seq_length, cfg.max_predictions,
+    predictions = cfg.seq_length if cfg.language_model else cfg.max_predictions  # a language model scores every position
+    refuse_if_too_big(model, cfg.batch_size, cfg.seq_length, predictions,
                       extra_bytes=100 * cfg.eval_batches * cfg.batch_size * cfg.seq_length)
     train_tok = tokenize_documents(train_docs, tokenizer)
     write_text_atomic(run_dir / "train_config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     config.to_json_file(run_dir / "config.json")
     tokenizer.save_vocab(run_dir / "vocab.txt")
     (run_dir / "metrics.jsonl").write_text("")
-    stats = sample_masking_statistics(train_tok, tokenizer, cfg)
-    write_text_atomic(run_dir / "masking_stats.json", json.dumps(stats.to_dict(cfg.masking_config())) + "\n")
+    if not cfg.language_model:  # a language model masks nothing
+        stats = sample_masking_statistics(train_tok, tokenizer, cfg)
+        write_text_atomic(run_dir / "masking_stats.json", json.dumps(stats.to_dict(cfg.masking_config())) + "\n")
     eval_batches = make_eval_batches(eval_docs, tokenizer, cfg)
     # what guessing scores on the held-out batches, for the plots to draw against
-    write_text_atomic(run_dir / "baselines.json", json.dumps(baselines(eval_batches), indent=2) + "\n")
+    guesses = OBJECTIVE_RECORDS[cfg.objective].baselines(eval_batches)
+    write_text_atomic(run_dir / "baselines.json", json.dumps(guesses, indent=2) + "\n")
     optimizer = AdamW(model.params, weight_decay=cfg.weight_decay, bias_correction=cfg.bias_correction)
     return Session(cfg, run_dir, model, tokenizer, optimizer, BatchStream(train_tok, tokenizer, cfg), eval_batches, 0)
 
@@ -325,7 +390,8 @@ class PretrainResult:
 
 def pretrain(cfg: PretrainConfig = PretrainConfig(), resume: str | None = None, progress: bool = True,
              plots: bool = True, on_step=None, echo=print, allow_changed_corpus: bool = False) -> PretrainResult:
-    """Pre-train a BERT with MLM + NSP. Returns the final held-out metrics and where the files are.
+    """Pre-train a BERT with MLM + NSP, or a language model (cfg.objective). Returns the final
+    held-out metrics and where the files are.
 
     resume: a run folder to continue from its latest checkpoint (its own train_config.json
     is used). on_step(step, stop): called after every step; stop() asks the loop to save and
@@ -366,14 +432,11 @@ def _train(session: Session, progress: bool, on_step) -> PretrainResult:
     """The shared loop with pre-training's batches, evaluation and logged numbers."""
     backend.tune_malloc()
     s = session
-
-    def numbers(out):
-        return {k: float(getattr(out, k)) for k in ("mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy")}
-
-    loop = train_loop(s.model, s.optimizer, s.stream, s.cfg, s.run_dir, lambda: evaluate(s.model, s.eval_batches),
-                      numbers, start_step=s.start_step, progress=progress, desc="pretrain", on_step=on_step)
-    last_eval = loop.last_eval if loop.last_eval is not None else evaluate(s.model, s.eval_batches)
-    return PretrainResult(s.run_dir, loop.step, last_eval, baselines(s.eval_batches), 0.0, loop.interrupted,
+    objective = OBJECTIVE_RECORDS[s.cfg.objective]
+    loop = train_loop(s.model, s.optimizer, s.stream, s.cfg, s.run_dir, lambda: objective.evaluate(s.model, s.eval_batches),
+                      objective.step_numbers, start_step=s.start_step, progress=progress, desc="pretrain", on_step=on_step)
+    last_eval = loop.last_eval if loop.last_eval is not None else objective.evaluate(s.model, s.eval_batches)
+    return PretrainResult(s.run_dir, loop.step, last_eval, objective.baselines(s.eval_batches), 0.0, loop.interrupted,
                           s.model, s.tokenizer)
 
 
@@ -387,14 +450,27 @@ def summary(result: PretrainResult, config: BertConfig) -> str:
         f"minibert pretrain {status} step {result.step} in {m}m{s:02d}s "
         f"({config.num_hidden_layers} layers, hidden {config.hidden_size}, vocab {config.vocab_size})",
         "held-out results:",
-        f"  MLM accuracy {e['mlm_accuracy']:.3f}   (most frequent token: {b['mlm_most_frequent_token_accuracy']:.3f})"
-        f"   MLM loss {e['mlm_loss']:.3f} (chance ln V = {math.log(config.vocab_size):.2f})",
-        f"  NSP accuracy {e['nsp_accuracy']:.3f}   (majority guess: {b['nsp_majority_accuracy']:.3f})"
-        f"        NSP loss {e['nsp_loss']:.3f} (chance ln 2 = {math.log(2):.2f})",
+        *_result_lines(e, b, config),
         f"files in {result.run_dir}/: {', '.join(shown)}",
     ]
     if result.interrupted:
         lines.append(f"continue with: minibert pretrain --resume {result.run_dir}")
+    elif "lm_loss" in e:
+        lines.append("a language model: fill-mask and nsp need an mlm_nsp run; `minibert compare` scores it next to BERT")
     else:
         lines.append(f'try: minibert fill-mask {result.run_dir} "Oslo is the capital of [MASK]."')
     return "\n".join(lines)
+
+
+def _result_lines(e: dict, b: dict, config: BertConfig) -> list:
+    """The held-out numbers of the summary, each next to what guessing scores."""
+    chance = f"(chance ln V = {math.log(config.vocab_size):.2f})"
+    if "lm_loss" in e:
+        return [f"  next-token accuracy {e['lm_accuracy']:.3f}   (most frequent token: "
+                f"{b['lm_most_frequent_token_accuracy']:.3f})   next-token loss {e['lm_loss']:.3f} {chance}"]
+    return [
+        f"  MLM accuracy {e['mlm_accuracy']:.3f}   (most frequent token: {b['mlm_most_frequent_token_accuracy']:.3f})"
+        f"   MLM loss {e['mlm_loss']:.3f} {chance}",
+        f"  NSP accuracy {e['nsp_accuracy']:.3f}   (majority guess: {b['nsp_majority_accuracy']:.3f})"
+        f"        NSP loss {e['nsp_loss']:.3f} (chance ln 2 = {math.log(2):.2f})",
+    ]

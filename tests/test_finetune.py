@@ -284,3 +284,23 @@ def test_finetune_ctrl_c_saves_and_exits_130(tmp_path):
     assert "interrupted: saved step" in stderr and "--resume" in stdout
     step = int(stderr.split("saved step ")[1].split()[0])
     assert latest_checkpoint(out).name == f"step-{step:06d}" and step >= 10
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_pooling_the_last_real_token_gradcheck(causal):
+    """pool_at="last" (GPT's extract token): the pooler reads each row's last real token. float64 central
+    differences against a random upstream gradient on the pooled output."""
+    model = mb.BertModel(ODD, seed=4, dtype=np.float64)
+    model.causal, model.pool_at = causal, "last"
+    batch = encoder_batch(np.random.default_rng(2))  # rows of 9, 6 and 3 real tokens
+
+    def fn(**params):
+        out = model.forward(batch)
+        return out.pooled_output, lambda d: model.backward(dpooled_output=d)
+    out = model.forward(batch)
+    last = out.sequence_output[np.arange(3), [8, 5, 2]]  # (B, H)
+    expected = np.tanh(last @ model.params["pooler.W"] + model.params["pooler.b"])
+    np.testing.assert_allclose(out.pooled_output, expected, rtol=1e-12)
+    errors = gradcheck(fn, {}, model.params, max_coords=10)
+    assert set(errors) == set(model.params)
+    assert_gradcheck(errors, 1e-5)

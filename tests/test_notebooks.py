@@ -43,8 +43,8 @@ def text_of(cell) -> str:
                    for o in cell.get("outputs", []))
 
 
-def test_there_are_seven_notebooks():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
+def test_there_are_nine_notebooks():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
     assert [p.stem for p in SOURCES] == [p.stem for p in NOTEBOOKS]
 
 

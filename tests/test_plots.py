@@ -9,6 +9,7 @@ import pytest
 from matplotlib.image import imread
 
 from minibert.data.corpus import generate_corpus, split_documents
+from minibert.cli import main
 from minibert.finetune import transfer_experiment
 from minibert.plots import (SHARES, attention_shares, binomial_band, expected_run_lengths, head_shares,
                             held_out_pairs, plot_run)
@@ -121,6 +122,29 @@ def test_plot_run_writes_every_figure_and_works_without_baselines(tiny_run):
     (tiny_run / "training.png").unlink()
     plot_run(tiny_run)
     assert (tiny_run / "training.png").is_file()
+
+
+@pytest.mark.parametrize("objective", ["left_to_right", "right_to_left"])
+def test_plot_run_of_a_language_model(tmp_path, objective, capsys):
+    """A language-model run: next-token curves against their guessing lines; no masking.png (nothing
+    is masked) and no heads.png; attention.png only when it reads left to right."""
+    (tmp_path / "model.json").write_text(json.dumps(MODEL))
+    cfg = PretrainConfig(out=str(tmp_path / "run"), model=str(tmp_path / "model.json"), objective=objective,
+                         num_documents=40, seq_length=32, batch_size=8, eval_batches=2, vocab_size=300,
+                         log_interval=2, eval_interval=4, checkpoint_interval=6, steps=6, seed=2)
+    pretrain(cfg, plots=False, **QUIET)
+    run = tmp_path / "run"
+    figures = plot_run(run)
+    expected = {"training", "attention"} if objective == "left_to_right" else {"training"}
+    assert set(figures) == expected
+    assert {p.name for p in run.glob("*.png")} == {f"{name}.png" for name in expected}
+    axes = {ax.get_title(): ax for ax in figures["training"].axes}
+    assert {"Next-token loss", "Next-token accuracy"} <= set(axes) and not any("Masked" in t for t in axes)
+    guessing = json.loads((run / "baselines.json").read_text())
+    legend = " ".join(t.get_text() for t in axes["Next-token accuracy"].get_legend().get_texts())
+    assert f"always the most frequent token: {guessing['lm_most_frequent_token_accuracy']:.3f}" in legend
+    assert main(["plot", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {', '.join(n + '.png' for n in figures)} in {run}"
 
 
 def test_head_shares_come_from_held_out_pairs(tiny_run):

@@ -1,6 +1,8 @@
 """The pre-training loop: it learns, writes its files, resumes exactly, and fails clearly."""
 
 import json
+import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -116,8 +118,9 @@ def test_fill_mask_and_nsp_commands(short_run, capsys):
         np.testing.assert_array_equal(again.params[name], value, err_msg=name)
 
 
-def test_resume_is_bit_identical(tmp_path):
-    common = dict(steps=24, eval_interval=12, checkpoint_interval=10, **QUICK)
+@pytest.mark.parametrize("objective", ["mlm_nsp", "left_to_right", "right_to_left"])
+def test_resume_is_bit_identical(tmp_path, objective):
+    common = dict(steps=24, eval_interval=12, checkpoint_interval=10, objective=objective, **QUICK)
     full = pretrain(PretrainConfig(out=str(tmp_path / "full"), **common), progress=False, plots=False, echo=lambda *a: None)
     assert not full.interrupted
 
@@ -208,3 +211,106 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     arrays, _ = load_arrays(ckpt / "params.safetensors")  # complete and checksummed
     assert arrays and not list(ckpt.parent.glob(".*tmp*"))  # no half-written checkpoint left behind
     assert os.path.getsize(out / "metrics.jsonl") > 0
+
+
+# ------------------------------------------------------------------ language-model objectives
+TINY_LM = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+           "max_position_embeddings": 32, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+
+
+@pytest.fixture(scope="module")
+def lm_runs(tmp_path_factory):
+    """A left-to-right and a right-to-left run of 30 steps, and a BERT run of 2 steps, tiny."""
+    base = tmp_path_factory.mktemp("lm")
+    (base / "model.json").write_text(json.dumps(TINY_LM))
+    common = dict(model=str(base / "model.json"), num_documents=200, seq_length=32, batch_size=16, eval_batches=2,
+                  log_interval=5, eval_interval=15, lr=5e-3, seed=5)
+    results = {}
+    for objective, steps in (("left_to_right", 30), ("right_to_left", 30), ("mlm_nsp", 2)):
+        lines = []
+        results[objective] = pretrain(PretrainConfig(out=str(base / objective), objective=objective, steps=steps,
+                                                     **common), progress=False, echo=lines.append), "\n".join(lines)
+    return base, results
+
+
+def test_language_model_runs_log_next_token_numbers(lm_runs):
+    base, results = lm_runs
+    for objective in ("left_to_right", "right_to_left"):
+        run = base / objective
+        result, printed = results[objective]
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records if r["split"] == "eval"] == [15, 30]
+        for r in records:
+            assert {"lm_loss", "lm_accuracy"} <= set(r) and not {"mlm_loss", "nsp_loss"} & set(r)
+        guesses = json.loads((run / "baselines.json").read_text())
+        assert set(guesses) == {"lm_most_frequent_token_accuracy", "lm_most_frequent_token_id", "lm_unigram_entropy"}
+        assert not (run / "masking_stats.json").exists()  # nothing is masked
+        # 30 steps already beat always guessing the most frequent next token
+        assert result.eval_metrics["lm_accuracy"] > guesses["lm_most_frequent_token_accuracy"]
+        assert result.eval_metrics["lm_loss"] < math.log(result.model.config.vocab_size)
+        assert "next-token accuracy" in printed and "MLM" not in printed
+        assert json.loads((run / "train_config.json").read_text())["objective"] == objective
+
+
+def test_load_run_rebuilds_the_language_model(lm_runs):
+    base, _ = lm_runs
+    for objective, backwards in (("left_to_right", False), ("right_to_left", True)):
+        model = load_run(base / objective).model
+        assert isinstance(model, mb.BertLMHeadModel) and model.right_to_left == backwards
+    assert type(load_run(base / "mlm_nsp").model) is mb.BertForPreTraining
+
+
+def test_a_run_from_before_objectives_loads_as_bert(lm_runs, tmp_path):
+    base, _ = lm_runs
+    old = tmp_path / "old"
+    shutil.copytree(base / "mlm_nsp", old)
+    config = json.loads((old / "train_config.json").read_text())
+    del config["objective"]  # what runs wrote before the field existed
+    (old / "train_config.json").write_text(json.dumps(config))
+    assert type(load_run(old).model) is mb.BertForPreTraining
+    config["objective"] = "masked_everything"
+    (old / "train_config.json").write_text(json.dumps(config))
+    with pytest.raises(mb.io.CheckpointError, match="train_config.json: unknown pre-training objective 'masked_everything'"):
+        load_run(old)
+
+
+def test_bert_commands_refuse_a_language_model_run(lm_runs, tmp_path, capsys):
+    base, _ = lm_runs
+    run = str(base / "left_to_right")
+    for argv in (["fill-mask", run, "Oslo is the capital of [MASK]."], ["nsp", run, "A a.", "B b."],
+                 ["export", run, str(tmp_path / "hf")], ["transfer", run, "--out", str(tmp_path / "tr")]):
+        _one_line_error(capsys, argv, run, "--objective left_to_right", "--objective mlm_nsp")
+    assert not (tmp_path / "hf").exists() and not (tmp_path / "tr").exists()
+    with pytest.raises(SystemExit) as exit_:  # argparse names the option and the choices
+        main(["pretrain", "--out", str(tmp_path / "x"), "--objective", "gpt"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and "--objective" in err and "left_to_right" in err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("right_to_left", [False, True])
+def test_next_token_accuracy_by_hand(right_to_left):
+    """The model's accuracy and targets against a loop over the tokens: position t scores token
+    t + 1 (left to right) or t - 1 (right to left), real tokens only."""
+    config = mb.BertConfig(vocab_size=50, **TINY_LM)
+    model = mb.BertLMHeadModel(config, seed=0, right_to_left=right_to_left)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 50, size=(3, 9))
+    mask = np.ones_like(ids)
+    mask[1, 6:] = 0
+    mask[2, 3:] = 0
+    out = model.forward({"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": mask})
+    logits = out.extras["logits"]
+    right = scored = 0
+    for b in range(3):
+        n = int(mask[b].sum())
+        for t in range(n):
+            target = t - 1 if right_to_left else t + 1
+            if 0 <= target < n:
+                assert out.extras["targets"][b, t] == ids[b, target]
+                right += int(np.argmax(logits[b, t]) == ids[b, target])
+                scored += 1
+            else:
+                assert out.extras["targets"][b, t] == -100
+    assert int(out.extras["num_scored"]) == scored
+    assert float(out.extras["accuracy"]) == pytest.approx(right / scored)

@@ -8,3 +8,4 @@ from .instances import Instance, create_pretraining_instances, tokenize_document
 from .labels import parse_label
 from .masking import MaskedTokens, MaskingConfig, exact_count, mask_tokens
 from .statistics import MaskingStatistics, masking_statistics
+from .t5 import noise_spans, side_by_side, span_corruption, text_to_text, undo_span_corruption
