@@ -305,7 +305,7 @@ def markdown_table(result: dict) -> str:
 def finetuned_glue(runs: dict, out: Path, steps: int, seed: int, echo=print, **options) -> dict:
     """Row -> {"tasks": {task: score}, "average"}: the tiny GLUE fine-tuned (run_glue) from the BERT
     run and from scratch, and from the GPT-style run (a causal classifier reading the last token).
-    options: run_glue's (num_examples, lr, ...)."""
+    options: run_glue's (train_examples, held_out, lr, ...)."""
     from .tinyglue import run_glue
 
     quiet = lambda *a, **k: None  # noqa: E731 - the runs' own summaries; the table says it all
@@ -321,15 +321,16 @@ def finetuned_glue(runs: dict, out: Path, steps: int, seed: int, echo=print, **o
 
 
 def compare(out, base=None, runs: dict | None = None, pretrain=None, echo=print, progress: bool = True,
-            glue: bool = True, glue_sizes: tuple = (2000, 500), finetune_steps: int = 200,
+            glue: bool = True, glue_sizes: tuple = (200, 500), finetune_steps: int = 200,
             finetune_options: dict | None = None) -> dict:
     """The whole comparison into the folder `out` (new, or empty): pre-train the three runs with
     `pretrain` (minibert.train.pretrain) from `base` (a PretrainConfig; its out and objective are
     set here), or take `runs`
     ({"bert", "left_to_right", "right_to_left"}: existing run folders); score; write
-    compare.json and compare.md. glue_sizes: the probe's (training, held-out) examples per task;
+    compare.json and compare.md. glue_sizes: the probe's (training, held-out) examples per task, as
+    `minibert glue` uses by default;
     finetune_steps: per task, for the fine-tuned column (0: left out), with run_glue's
-    finetune_options (num_examples, lr, ...).
+    finetune_options (train_examples, held_out, lr, ...).
     Returns what compare.json holds."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

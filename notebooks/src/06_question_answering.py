@@ -7,7 +7,7 @@
 # learning). Then see why taking the argmax of the start scores and of the end scores
 # separately can go wrong.
 #
-# Runs in about 3 minutes on a 2-core CPU (178 s when last built; plus about 4 minutes if notebook 4's run is missing and
+# Runs in about 3 minutes on a 2-core CPU (166 s when last built; plus about 3 minutes if notebook 4's run is missing and
 # has to be trained here).
 
 # %%
@@ -63,7 +63,8 @@ for size, runs in summary["sizes"].items():
 # The same architecture, the same labelled data, the same number of steps: the only
 # difference is where the weights started. Pre-training is worth about 20 points of exact
 # match at both sizes (66.3 vs 45.3 with 700 questions, 83.7 vs 63.3 with 2,700), and the
-# pre-trained model given 700 labelled questions beats the one from scratch given 2,700. Pre-training on unlabelled text taught the
+# pre-trained model given 700 labelled questions beats the one from scratch given 2,700
+# (each size is scored on its own 300 held-out questions, from the same generator). Pre-training on unlabelled text taught the
 # encoder what the world's words mean and how sentences hang together; fine-tuning only
 # has to learn where answers are.
 #
