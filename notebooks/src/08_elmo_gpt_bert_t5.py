@@ -138,7 +138,7 @@ Markdown(recorded.read_text()) if recorded.is_file() else print("docs/compare.md
 # The BERT row, scored again here on notebook 4's run:
 
 # %%
-from minibert.compare import blank_sentences, encode_blanks, masked_lm_scores, score_blanks
+from minibert.compare import blank_accuracy, blank_sentences, encode_blanks, masked_lm_scores
 from minibert.runs import load_run
 from minibert.train import PretrainConfig, pretrain
 
@@ -151,9 +151,9 @@ tokenizer = run.tokenizer
 sentences = blank_sentences(tokenizer)
 batch, positions, answers = encode_blanks(sentences, tokenizer)
 scores = masked_lm_scores(run.model, batch, positions)
-right = scores.argmax(axis=1) == answers
+accuracy = blank_accuracy(scores, answers, sentences)  # what compare scores the BERT row with
 for d, name in (("after", "(a)"), ("before", "(b)")):
-    print(f"{name} BERT fills {np.mean([r for r, s in zip(right, sentences) if s.decided_by == d]):.3f} of the blanks")
+    print(f"{name} BERT fills {accuracy[d]:.3f} of the blanks")
 for k in [i for i, s in enumerate(sentences) if s.relation == "language"][:2] + \
          [i for i, s in enumerate(sentences) if s.relation == "language" and s.decided_by == "before"][:2]:
     top = tokenizer.convert_ids_to_tokens(list(np.argsort(-scores[k])[:3]))
