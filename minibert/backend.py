@@ -10,14 +10,16 @@ operations whose spelling differs between the two libraries live here and nowher
     to_host        the array itself          vs cupy.asnumpy
     default_rng    numpy.random.Generator    vs cupy.random.Generator
     by_rows        row blocks on all cores   vs one call (the GPU is already parallel)
+    matmul         a stack split over cores  vs one call
 
 A module whose arrays live on a device is described by a `DeviceModule` and registered
 here; its arrays are then recognized by their type. CuPy registers when it is chosen; the
 tests register a strict stand-in for CuPy the same way (`use_device_module`), so the GPU
 code path runs on every machine.
 
-On the CPU, `by_rows` spreads the elementwise layers over MINIBERT_THREADS threads (default:
-every core this process may use; 1 = off), with bit-identical results for any count.
+On the CPU, `by_rows` spreads the elementwise layers, and `matmul` attention's stacks of small
+matrix products, over MINIBERT_THREADS threads (default: every core this process may use;
+1 = off), with bit-identical results for any count.
 
 Choose the backend with `minibert.set_backend("cupy")` or the environment variable
 `MINIBERT_BACKEND=cupy`. Asking for CuPy where it cannot work is an error, never a silent
@@ -26,7 +28,9 @@ fall back to the CPU.
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -37,6 +41,7 @@ from typing import Any, Callable
 # for ~0.1 s by default, holding the cores that by_rows's threads need next (measured on the
 # mini step: threads then gained nothing; with 4, the elementwise layers took 35-45% less).
 # It only takes effect when minibert is imported before numpy; a value already set is kept.
+_blas_spins = "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ  # numpy came first: too late
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np  # noqa: E402
@@ -222,9 +227,14 @@ def erf(x, out=None):
 
 
 def _threads_from_environment() -> int:
-    """MINIBERT_THREADS if set (1 = off), else the cores this process may run on."""
+    """MINIBERT_THREADS if set (1 = off), else the cores this process may run on, or 1 where numpy
+    was imported before minibert: OpenBLAS's idle threads then spin for 0.1 s after each product and
+    ours would fight them for the cores (a mini step took 1.05 s with 2 threads, 0.95 s with 1, and
+    0.86 s with minibert imported first)."""
     if os.environ.get("MINIBERT_THREADS"):
         return max(1, int(os.environ["MINIBERT_THREADS"]))
+    if _blas_spins:
+        return 1
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -270,7 +280,6 @@ def by_rows(fn, *arrays) -> None:
     block, fn simply runs once on the whole arrays; arrays below `min_parallel_size`
     elements, or with threads = 1, run block by block on the calling thread.
     """
-    global _pool, _pool_size, _pool_pid
     views = [_rows(a) if isinstance(a, np.ndarray) else None for a in arrays]
     if any(v is None for v in views) or len({v.shape[0] for v in views}) != 1:
         fn(*arrays)  # a device array, a copy-needing view, or mismatched rows: one plain call
@@ -297,13 +306,74 @@ def by_rows(fn, *arrays) -> None:
 
     n = min(threads, len(starts))
     bounds = [len(starts) * i // n for i in range(n + 1)]
-    if _pool_size < n - 1 or _pool_pid != os.getpid():  # made on first use, grown if `threads` grew
-        _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="minibert")
-        _pool_size, _pool_pid = n - 1, os.getpid()
-    futures = [_pool.submit(run_in_worker, bounds[i], bounds[i + 1]) for i in range(1, n)]
+    futures = [_worker_pool(n).submit(run_in_worker, bounds[i], bounds[i + 1]) for i in range(1, n)]
     run(bounds[0], bounds[1])  # the calling thread takes the first share
     for f in futures:
         f.result()  # re-raises an exception from a worker
+
+
+# -- stacks of small matrix products (attention) on every core ---------------------------
+# Attention multiplies B*A small matrices, (T, D) @ (D, T) and the like: one BLAS call each.
+# OpenBLAS splits every such call over its threads and gains nothing on a product this small
+# (mini at 32 x 128: QK^T 4.5 ms with 2 BLAS threads, 4.3 ms with 1). Giving each of our
+# threads its own share of the stack, with BLAS held to one thread meanwhile, runs them side
+# by side instead: 2.1 ms. Each small product is computed the same way either way, so the
+# result is bit-identical for any thread count (tested).
+
+_blas = None  # threadpoolctl's handle on the BLAS numpy uses; False where it cannot set its threads
+
+
+def _blas_threads():
+    """threadpoolctl's handle on the BLAS libraries loaded, to set their thread count; None where it cannot."""
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _blas = ThreadpoolController().select(user_api="blas") or False
+        except Exception:  # threadpoolctl missing or unable to read this process: products stay as they are
+            _blas = False
+    return _blas or None
+
+
+def matmul(a, b, out=None):
+    """a @ b for stacks of matrices (..., n, k) @ (..., k, m), written into `out` when given.
+
+    On the CPU, with more than one thread and a stack of at least two, the stack's first axis
+    is shared out among `threads` threads, each product on one core; otherwise it is `a @ b`.
+    """
+    xp = array_module(a, b)
+    if xp is not np:  # a device: one call (written into `out` by assignment, which every array library has)
+        if out is None:
+            return xp.matmul(a, b)
+        out[...] = xp.matmul(a, b)
+        return out
+    n = min(threads, a.shape[0]) if a.ndim >= 3 and a.shape[:-2] == b.shape[:-2] else 1
+    blas = _blas_threads() if n > 1 and not getattr(_in_worker, "active", False) else None
+    if blas is None:
+        return np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a, b))
+    bounds = [a.shape[0] * i // n for i in range(n + 1)]
+
+    def share(i):  # products bounds[i]..bounds[i+1]-1 of the stack
+        np.matmul(a[bounds[i]:bounds[i + 1]], b[bounds[i]:bounds[i + 1]], out=out[bounds[i]:bounds[i + 1]])
+
+    with blas.limit(limits=1):  # BLAS on one thread until the last share is done, then as before
+        futures = [_worker_pool(n).submit(share, i) for i in range(1, n)]
+        share(0)  # the calling thread takes the first share
+        for f in futures:
+            f.result()
+    return out
+
+
+def _worker_pool(n: int) -> ThreadPoolExecutor:
+    """The pool of n - 1 workers shared by by_rows and matmul: made on first use, grown if `threads` grew."""
+    global _pool, _pool_size, _pool_pid
+    if _pool_size < n - 1 or _pool_pid != os.getpid():  # a forked child makes its own
+        _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="minibert")
+        _pool_size, _pool_pid = n - 1, os.getpid()
+    return _pool
 
 
 def keep_mask(rng, shape, p: float):
@@ -313,7 +383,14 @@ def keep_mask(rng, shape, p: float):
     drawing floats (p is then exact to 1/65536). CuPy: uniform floats.
     """
     if isinstance(rng, np.random.Generator):
-        return rng.integers(0, 1 << 16, size=shape, dtype=np.uint16) >= int(round(p * 65536))
+        threshold = int(round(p * 65536))
+        size = math.prod(shape)
+        bits = rng.bit_generator
+        if isinstance(bits, np.random.PCG64) and size % 4 == 0 and np.little_endian and not bits.state["has_uint32"]:
+            # the same 16-bit numbers integers() draws (each 64-bit output cut in four, in order;
+            # tested), but 1.3 ms instead of 2.2 for attention's 2M at mini: no bounds to check
+            return bits.random_raw(size // 4).view(np.uint16).reshape(shape) >= threshold
+        return rng.integers(0, 1 << 16, size=shape, dtype=np.uint16) >= threshold
     return rng.random(shape, dtype=np.float32) >= p
 
 
@@ -349,10 +426,17 @@ def scatter_add(target, indices, values) -> None:
         # np.add.at is slow per row (13 ms for 4096 rows of 256); rows whose index occurs once need
         # no accumulation, so a plain fancy-index add does them (3 ms for random ids); the repeated
         # ones keep np.add.at and its order, so the result is bit-identical to np.add.at's
-        once = np.bincount(indices, minlength=target.shape[0])[indices] == 1
+        counts = np.bincount(indices, minlength=target.shape[0])
+        once = counts[indices] == 1
         if once.any():
             target[indices[once]] += values[once]
             indices, values = indices[~once], values[~once]
+        repeated = np.flatnonzero(counts > 1)
+        if 0 < len(repeated) <= 8:  # few rows hit many times (token types: 9 ms in np.add.at, 0.5 ms here):
+            for row in repeated:  # one sum per row with the row's old value first, which adds up in
+                hits = values[indices == row]  # np.add.at's order (a sum down axis 0 is sequential; tested)
+                target[row] = np.concatenate([target[row][None], hits]).sum(axis=0)
+            return
     np.add.at(target, indices, values)
 
 

@@ -86,12 +86,31 @@ def test_scatter_add_is_bit_identical_to_add_at():
     """Indices seen once take a plain fancy-index add; repeated ones keep np.add.at and its order."""
     rng = np.random.default_rng(0)
     target = rng.standard_normal((50, 8)).astype(np.float32)  # not zeros: a tied table's other share
-    for ids in (rng.integers(0, 50, 300), rng.permutation(50)[:20], np.zeros(7, int), rng.integers(0, 3, 40)):
-        values = rng.standard_normal((len(ids), 8)).astype(np.float32)
-        expected, got = target.copy(), target.copy()
-        np.add.at(expected, ids, values)
-        backend.scatter_add(got, ids, values)
-        assert expected.tobytes() == got.tobytes()
+    token_types = (np.arange(128) >= 64).astype(np.int64)[None].repeat(32, 0).reshape(-1)  # 4096 rows into 2
+    for ids in (rng.integers(0, 50, 300), rng.permutation(50)[:20], np.zeros(7, int), rng.integers(0, 3, 40),
+                token_types, rng.integers(0, 9, 1000), np.r_[rng.permutation(50), rng.integers(0, 2, 500)]):
+        for dtype in (np.float32, np.float64):
+            values = (rng.standard_normal((len(ids), 8)) * rng.choice([1e-3, 1.0, 1e4], (len(ids), 1))).astype(dtype)
+            expected, got = target.astype(dtype), target.astype(dtype)
+            np.add.at(expected, ids, values)
+            backend.scatter_add(got, ids, values)
+            assert expected.tobytes() == got.tobytes(), (len(ids), dtype)
+
+
+@pytest.mark.parametrize("shape", [(32, 4, 16, 16), (64, 3), (3, 5), (7,), ()])
+def test_keep_mask_draws_what_integers_draws(shape):
+    """The fast path reads PCG64's raw output as 16-bit numbers: the same numbers, and the
+    generator left where integers() leaves it (its next draws agree too)."""
+    philox = lambda seed: np.random.Generator(np.random.Philox(seed))  # noqa: E731  not PCG64: the plain path
+    for generator, before in ((np.random.default_rng, "float"), (np.random.default_rng, "uint32"), (philox, "float")):
+        fast, reference = generator(3), generator(3)
+        for g in (fast, reference):  # whatever was drawn before; one uint32 leaves half a 64-bit output waiting
+            g.random() if before == "float" else g.integers(0, 10, size=1, dtype=np.uint32)
+        got = backend.keep_mask(fast, shape, 0.1)
+        expected = reference.integers(0, 1 << 16, size=shape, dtype=np.uint16) >= 6554
+        assert got.shape == expected.shape and (got == expected).all()
+        assert (fast.integers(0, 1000, 20) == reference.integers(0, 1000, 20)).all()
+        assert fast.random(dtype=np.float32) == reference.random(dtype=np.float32)
 
 
 def test_by_rows_without_rows_to_split_calls_once():

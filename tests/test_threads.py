@@ -1,4 +1,5 @@
-"""The elementwise half of a step on every core (backend.by_rows): results bit-identical with threads on and off.
+"""The elementwise half of a step (backend.by_rows) and attention's stacks of small products (backend.matmul)
+on every core: results bit-identical with threads on and off.
 
 Each test lowers the size threshold and the block size, so the threaded path really runs on
 small arrays, in many blocks whose edges fall in different rows than with one thread.
@@ -150,3 +151,69 @@ def test_on_a_device_the_function_runs_once_on_the_whole_arrays():
     with backend.thread_settings(**ON):
         backend.by_rows(lambda *arrays: calls.append(arrays), x, out)
     assert len(calls) == 1 and calls[0][0] is x and calls[0][1] is out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_shares_a_stack_among_threads_with_blas_on_one_thread(dtype, monkeypatch):
+    """Each share runs on its own thread while BLAS is held to one thread, the products equal
+    numpy's bit for bit (also written into a strided `out`), and BLAS gets its threads back."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((5, 3, 17, 9)).astype(dtype)
+    b = rng.standard_normal((5, 3, 11, 9)).astype(dtype).transpose(0, 1, 3, 2)  # a transposed view, as k^T is
+    expected = np.matmul(a, b)
+    before = blas_threads()
+    calls, real_matmul = [], np.matmul
+
+    def spy(x, y, out=None):
+        calls.append((threading.current_thread().name, x.shape[0], blas_threads()))
+        return real_matmul(x, y, out=out)
+
+    monkeypatch.setattr(np, "matmul", spy)
+    with backend.thread_settings(n=2):
+        got = backend.matmul(a, b)
+        slots = np.empty((5, 17, 3, 11), dtype)  # heads side by side, as attention's ctx
+        backend.matmul(a, b, out=slots.transpose(0, 2, 1, 3))
+    monkeypatch.setattr(np, "matmul", real_matmul)
+    assert same(got, expected) and same(slots.transpose(0, 2, 1, 3), expected)
+    assert len({name for name, _, _ in calls}) == 2, calls  # the calling thread and one worker
+    assert sorted(rows for _, rows, _ in calls[:2]) == [2, 3]  # the stack of 5, split 2 + 3
+    assert before and all(threads == [1] * len(before) for _, _, threads in calls), calls
+    assert blas_threads() == before
+
+
+def test_matmul_with_one_thread_or_one_matrix_is_plain_matmul():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((1, 4, 6)), rng.standard_normal((1, 6, 3))
+    with backend.thread_settings(n=2):
+        assert same(backend.matmul(a, b), a @ b) and same(backend.matmul(a[0], b[0]), a[0] @ b[0])
+    with backend.thread_settings(n=1):
+        c = rng.standard_normal((4, 4, 6))
+        assert same(backend.matmul(c, c.transpose(0, 2, 1)), c @ c.transpose(0, 2, 1))
+
+
+def test_matmul_on_a_device_is_one_call_written_into_out():
+    a, b = sd.asarray(np.ones((4, 2, 3))), sd.asarray(np.ones((4, 3, 5)))
+    out = sd.asarray(np.zeros((4, 2, 5)))
+    with backend.thread_settings(**ON):
+        assert backend.matmul(a, b, out=out) is out
+    assert (sd.asnumpy(out) == 3).all()
+
+
+@pytest.mark.parametrize("first", ["numpy", "minibert"])
+def test_threads_default_to_one_when_numpy_was_imported_first(first):
+    """numpy loads OpenBLAS, which reads OPENBLAS_THREAD_TIMEOUT once: imported first, its idle threads
+    spin after every product and would fight minibert's for the cores, so minibert keeps to one thread."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "MINIBERT_THREADS")}
+    code = f"import {first}; import minibert, os; print(minibert.backend.threads, len(os.sched_getaffinity(0)))"
+    threads, cores = map(int, subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                             check=True).stdout.split())
+    assert threads == (1 if first == "numpy" else cores)

@@ -2,7 +2,7 @@
 
 import math
 
-from ..backend import array_module
+from ..backend import array_module, matmul
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
 from .softmax import softmax_backward, softmax_forward
@@ -58,13 +58,14 @@ def attention_forward(x, W_qkv, b_qkv, W_o, b_o, mask_bias, num_heads, p=0.0, tr
     qkv, qkv_cache = linear_forward(x, W_qkv, b_qkv)  # (B, T, 3H)
     qkv = qkv.reshape(B, T, 3, A, D).transpose(2, 0, 3, 1, 4)  # (3, B, A, T, D)
     q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, A, T, D)
-    scores = q @ k.transpose(0, 1, 3, 2)  # (B, A, T, T): query t attends to key s
+    scores = matmul(q, k.transpose(0, 1, 3, 2))  # (B, A, T, T): query t attends to key s
     scores *= 1.0 / math.sqrt(D)
     scores += mask_bias  # padded (and, if causal, future) keys -> -inf-like
     probs, _ = softmax_forward(scores)  # (B, A, T, T), each row sums to 1
     probs_dropped, drop_cache = dropout_forward(probs, p, training, rng, mask)
-    ctx = probs_dropped @ v  # (B, A, T, D)
-    ctx = ctx.transpose(0, 2, 1, 3).reshape(B, T, H)  # heads side by side again
+    ctx = array_module(x).empty((B, T, A, D), x.dtype)  # heads side by side again, each in its slot:
+    matmul(probs_dropped, v, out=ctx.transpose(0, 2, 1, 3))  # ctx = probs_dropped @ v, (B, A, T, D)
+    ctx = ctx.reshape(B, T, H)
     out, out_cache = linear_forward(ctx, W_o, b_o)  # (B, T, H)
     cache = {
         "qkv": qkv_cache,  # (x, W_qkv) for the input projection
@@ -90,17 +91,18 @@ def attention_backward(dout, cache):
     dctx = dctx.reshape(B, T, A, D).transpose(0, 2, 1, 3)  # (B, A, T, D)
     # forward: ctx = probs_dropped @ v
     probs_dropped = probs if cache["dropout"] is None else probs * cache["dropout"]
-    dprobs_dropped = dctx @ v.transpose(0, 1, 3, 2)  # (B, A, T, T)
-    dv = probs_dropped.transpose(0, 1, 3, 2) @ dctx  # (B, A, T, D)
+    # dq, dk, dv are written straight into their slots of dqkv, the gradient of the (B, T, 3H) projection
+    dqkv = xp.empty((B, T, 3, A, D), dout.dtype)
+    dq, dk, dv = dqkv.transpose(2, 0, 3, 1, 4)  # each (B, A, T, D)
+    dprobs_dropped = matmul(dctx, v.transpose(0, 1, 3, 2))  # (B, A, T, T)
+    matmul(probs_dropped.transpose(0, 1, 3, 2), dctx, out=dv)  # dv = probs_dropped^T @ dctx
     # forward: probs_dropped = dropout(probs); probs = softmax(scores)
     dprobs = dropout_backward(dprobs_dropped, cache["dropout"])
     dscores = softmax_backward(dprobs, probs)  # (B, A, T, T); blocked keys get exactly 0
     # forward: scores = q @ k^T / sqrt(D) + mask_bias (the mask is a constant: no new term, causal or not)
     dscores *= 1.0 / math.sqrt(D)
-    dq = dscores @ k  # (B, A, T, D)
-    dk = dscores.transpose(0, 1, 3, 2) @ q  # (B, A, T, D)
-    # forward: q, k, v = split of qkv; undo the head split and transpose
-    dqkv = xp.stack([dq, dk, dv])  # (3, B, A, T, D)
-    dqkv = dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * H)
-    dx, dW_qkv, db_qkv = linear_backward(dqkv, cache["qkv"])
+    matmul(dscores, k, out=dq)  # dq = dscores @ k
+    matmul(dscores.transpose(0, 1, 3, 2), q, out=dk)  # dk = dscores^T @ q
+    # forward: q, k, v = split of qkv (their slots above already undo the head split and transpose)
+    dx, dW_qkv, db_qkv = linear_backward(dqkv.reshape(B, T, 3 * H), cache["qkv"])
     return dx, dW_qkv, db_qkv, dW_o, db_o

@@ -10,9 +10,9 @@
 # %%
 import time
 _start = time.perf_counter()
+import minibert as mb  # before numpy, which reads how OpenBLAS's threads wait only once (README, Speed)
 %matplotlib inline
 import numpy as np
-import minibert as mb
 from minibert.tokenization import BasicTokenizer, wordpiece_tokenize
 from minibert.tokenization.basic import clean_text, space_cjk, strip_accents, split_punctuation
 print(f"minibert {mb.__version__}, source fingerprint {mb.source_fingerprint()}")

@@ -11,9 +11,9 @@
 # %%
 import time
 _start = time.perf_counter()
+import minibert as mb  # before numpy, which reads how OpenBLAS's threads wait only once (README, Speed)
 %matplotlib inline
 import numpy as np
-import minibert as mb
 from minibert.data import exact_count
 from minibert.plots import masking_figure
 print(f"minibert {mb.__version__}, source fingerprint {mb.source_fingerprint()}")

@@ -11,10 +11,10 @@
 # %%
 import time
 _start = time.perf_counter()
+import minibert as mb  # before numpy, which reads how OpenBLAS's threads wait only once (README, Speed)
 %matplotlib inline
 import numpy as np
 import matplotlib.pyplot as plt
-import minibert as mb
 from minibert.layers import (layernorm_forward, layernorm_backward, softmax_forward, softmax_backward,
                              gelu_forward, gelu_backward, gelu_tanh_forward, attention_forward,
                              attention_backward, padding_mask_bias)

@@ -13,12 +13,12 @@
 # %%
 import time
 _start = time.perf_counter()
+import minibert as mb  # before numpy, which reads how OpenBLAS's threads wait only once (README, Speed)
 %matplotlib inline
 import math
 import shutil
 from pathlib import Path
 import numpy as np
-import minibert as mb
 from minibert.train import PretrainConfig, pretrain
 from minibert.plots import attention_example, attention_figure, masking_figure, training_figure
 from minibert.runs import read_metrics

@@ -19,10 +19,10 @@
 # %%
 import time
 _start = time.perf_counter()
+import minibert as mb  # before numpy, which reads how OpenBLAS's threads wait only once (README, Speed)
 %matplotlib inline
 import numpy as np
 import matplotlib.pyplot as plt
-import minibert as mb
 print(f"minibert {mb.__version__}, source fingerprint {mb.source_fingerprint()}")
 
 path = mb.minilm_path()

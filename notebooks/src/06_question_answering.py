@@ -13,11 +13,11 @@
 # %%
 import time
 _start = time.perf_counter()
+import minibert as mb  # before numpy, which reads how OpenBLAS's threads wait only once (README, Speed)
 %matplotlib inline
 import shutil
 from pathlib import Path
 import numpy as np
-import minibert as mb
 from minibert.finetune import answer, transfer_experiment
 from minibert.squad import best_spans, independent_argmax_span
 from minibert.train import PretrainConfig, pretrain

@@ -13,8 +13,8 @@
 # %%
 import time
 _start = time.perf_counter()
+import minibert as mb  # before numpy, which reads how OpenBLAS's threads wait only once (README, Speed)
 import numpy as np
-import minibert as mb
 print(f"minibert {mb.__version__}, source fingerprint {mb.source_fingerprint()}")
 
 try:

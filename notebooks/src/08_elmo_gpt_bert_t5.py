@@ -15,12 +15,12 @@
 # %%
 import time
 _start = time.perf_counter()
+import minibert as mb  # before numpy, which reads how OpenBLAS's threads wait only once (README, Speed)
 %matplotlib inline
 import shutil
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
-import minibert as mb
 from minibert.layers.attention import causal_mask_bias, padding_mask_bias
 print(f"minibert {mb.__version__}, source fingerprint {mb.source_fingerprint()}")
 

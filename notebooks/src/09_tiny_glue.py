@@ -15,11 +15,11 @@
 # %%
 import time
 _start = time.perf_counter()
+import minibert as mb  # before numpy, which reads how OpenBLAS's threads wait only once (README, Speed)
 %matplotlib inline
 import shutil
 from pathlib import Path
 import numpy as np
-import minibert as mb
 from minibert.data import GLUE_TASKS
 from minibert.data.glue import accuracy, f1_of_positive, matthews_corrcoef
 from minibert.tinyglue import run_glue, glue_table
