@@ -40,26 +40,22 @@ def _at_least_one(value: str) -> int:
     return number
 
 
-def _sizes(value: str) -> tuple:
-    """A comma-separated list of positive whole numbers: 700,2700."""
-    try:
-        sizes = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"must be comma-separated positive whole numbers, e.g. 700,2700, got {value!r}")
-    return sizes
+def _whole_numbers(minimum: int, example: str):
+    """An argparse type: a comma-separated list of whole numbers >= minimum, like `example`."""
+    def parse(value: str) -> tuple:
+        try:
+            numbers = tuple(int(v) for v in value.split(","))
+        except ValueError:
+            numbers = ()
+        if not numbers or min(numbers) < minimum:
+            kind = "positive whole numbers" if minimum == 1 else f"whole numbers >= {minimum}"
+            raise argparse.ArgumentTypeError(f"must be comma-separated {kind}, e.g. {example}, got {value!r}")
+        return numbers
+    return parse
 
 
-def _seeds(value: str) -> tuple:
-    """A comma-separated list of whole numbers >= 0: 0,1,2."""
-    try:
-        seeds = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        seeds = ()
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"must be comma-separated whole numbers >= 0, e.g. 0,1,2, got {value!r}")
-    return seeds
+_sizes = _whole_numbers(1, "700,2700")  # --sizes of transfer
+_seeds = _whole_numbers(0, "0,1,2")  # --seeds of glue
 
 
 def _names(value: str) -> tuple:

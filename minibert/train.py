@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -426,6 +427,18 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), resume: str | None = None, 
     result = dataclasses.replace(result, seconds=time.perf_counter() - start_time, files=files)
     echo(summary(result, session.model.config))
     return result
+
+
+def pretrained_run(path, **overrides) -> Path:
+    """The pre-training run at `path` (notebook 4's, which later notebooks build on), trained here
+    first with the defaults if the folder holds no checkpoint, after removing what a run that
+    stopped before its first checkpoint left. overrides: PretrainConfig fields (tests make it small)."""
+    path = Path(path)
+    if not has_checkpoint(path):
+        if path.is_dir():
+            shutil.rmtree(path)
+        pretrain(PretrainConfig(**{"out": str(path), "seed": 0, **overrides}), progress=False)
+    return path
 
 
 def _train(session: Session, progress: bool, on_step) -> PretrainResult:

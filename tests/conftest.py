@@ -1,8 +1,12 @@
 """Shared test helpers: the array modules to run on, and gradient-check assertions."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from minibert.cli import main
 from minibert.gradcheck import format_errors
 
 
@@ -58,3 +62,15 @@ def ctrl_c_after_two_log_lines(args, out):
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     return proc.returncode, stdout, stderr
+
+
+def tiny_pretrain_run(out, model: dict, vocab_size: int, *options) -> Path:
+    """A two-step pre-training run of `model` (BertConfig fields in a JSON file beside it), made through
+    the command line at `out`: the smallest real run other commands can start from."""
+    out = Path(out)
+    model_file = out.parent / f"{out.name}-model.json"
+    model_file.write_text(json.dumps(model))
+    assert main(["pretrain", "--out", str(out), "--model", str(model_file), "--num-documents", "40", "--steps", "2",
+                 "--batch-size", "4", "--seq-length", "16", "--eval-batches", "1", "--vocab-size", str(vocab_size),
+                 "--quiet", *options]) == 0
+    return out

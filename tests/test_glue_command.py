@@ -10,6 +10,8 @@ import pytest
 from minibert.cli import main
 from minibert.runs import load_run
 
+from .conftest import tiny_pretrain_run
+
 SMALL_MODEL = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
                "max_position_embeddings": 64}
 TINY = ["--steps", "2", "--batch-size", "4", "--seq-length", "32", "--quiet"]
@@ -19,11 +21,7 @@ TINY = ["--steps", "2", "--batch-size", "4", "--seq-length", "32", "--quiet"]
 def runs(tmp_path_factory):
     """A tiny pre-training run and a tiny fine-tuning run of a tiny-GLUE task."""
     base = tmp_path_factory.mktemp("glue")
-    (base / "model.json").write_text(json.dumps(SMALL_MODEL))
-    pre = base / "pretrain-run"
-    assert main(["pretrain", "--out", str(pre), "--model", str(base / "model.json"), "--num-documents", "40",
-                 "--steps", "2", "--batch-size", "4", "--seq-length", "16", "--eval-batches", "1",
-                 "--vocab-size", "300", "--quiet"]) == 0
+    pre = tiny_pretrain_run(base / "pretrain-run", SMALL_MODEL, 300)
     fine = base / "finetune-run"
     assert main(["finetune", "entities", "--init", str(pre), "--out", str(fine), "--num-examples", "40",
                  "--eval-interval", "2", *TINY]) == 0
@@ -109,11 +107,7 @@ def test_a_malformed_line_names_the_file_and_line(runs, tmp_path, capsys):
 def test_a_language_model_run_as_init(tmp_path, capsys, objective):
     """GPT-style fine-tuning: a left-to-right run gives a causal classifier that pools the last real
     token, recorded in task.json so load_run rebuilds it; a right-to-left run is refused."""
-    (tmp_path / "model.json").write_text(json.dumps(SMALL_MODEL))
-    pre = tmp_path / "lm"
-    assert main(["pretrain", "--objective", objective, "--out", str(pre), "--model", str(tmp_path / "model.json"),
-                 "--num-documents", "40", "--steps", "2", "--batch-size", "4", "--seq-length", "16",
-                 "--eval-batches", "1", "--vocab-size", "300", "--quiet"]) == 0
+    pre = tiny_pretrain_run(tmp_path / "lm", SMALL_MODEL, 300, "--objective", objective)
     out = tmp_path / "fine"
     argv = ["finetune", "paraphrase", "--init", str(pre), "--out", str(out), "--num-examples", "40",
             "--eval-interval", "2", *TINY]

@@ -11,7 +11,6 @@ range has a top; every path gets nothing, a folder, a file and a place nobody ca
 """
 
 import dataclasses
-import json
 import os
 import stat
 import subprocess
@@ -23,6 +22,8 @@ import pytest
 from minibert.cli import main
 from minibert.finetune import FINETUNE_RULES, FinetuneConfig
 from minibert.train import PRETRAIN_RULES, PretrainConfig
+
+from .conftest import tiny_pretrain_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP_IN_ROOT = {".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", "build", "runs"}
@@ -38,11 +39,7 @@ def places(tmp_path_factory):
     """Inputs every case may name: two real runs, a file, a folder, a binary file, and so on.
     Module-scoped and snapshotted: no case may change them."""
     base = tmp_path_factory.mktemp("places")
-    (base / "model.json").write_text(json.dumps(SMALL_MODEL))
-    pre = base / "pretrain-run"
-    assert main(["pretrain", "--out", str(pre), "--model", str(base / "model.json"), "--num-documents", "40",
-                 "--steps", "2", "--batch-size", "4", "--seq-length", "16", "--eval-batches", "1",
-                 "--vocab-size", "200", "--quiet"]) == 0
+    pre = tiny_pretrain_run(base / "pretrain-run", SMALL_MODEL, 200)
     fine = base / "finetune-run"
     assert main(["finetune", "qa", "--init", str(pre), "--out", str(fine), "--num-examples", "20", "--steps", "2",
                  "--batch-size", "4", "--seq-length", "48", "--eval-interval", "2", "--quiet"]) == 0

@@ -314,3 +314,22 @@ def test_next_token_accuracy_by_hand(right_to_left):
                 assert out.extras["targets"][b, t] == -100
     assert int(out.extras["num_scored"]) == scored
     assert float(out.extras["accuracy"]) == pytest.approx(right / scored)
+
+
+def test_pretrained_run_trains_only_when_the_folder_has_no_checkpoint(tmp_path, monkeypatch):
+    """What notebooks 6, 8 and 9 call: train notebook 4's run if it is missing, else use it as it is."""
+    from minibert import train
+
+    run = tmp_path / "runs" / "notebook-pretrain"
+    run.mkdir(parents=True)
+    (run / "train_config.json").write_text("{}")  # what a run killed before its first checkpoint leaves
+    small = dict(steps=4, eval_interval=4, checkpoint_interval=4, **QUICK)
+    assert train.pretrained_run(run, **small) == run
+    first = latest_checkpoint(run)
+    assert first.name == "step-000004" and json.loads((run / "train_config.json").read_text())["steps"] == 4
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("pretrained_run trained again although the run has a checkpoint")
+
+    monkeypatch.setattr(train, "pretrain", must_not_train)
+    assert train.pretrained_run(run, **small) == run and latest_checkpoint(run) == first

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from minibert.finetune import answer, transfer_experiment
 from minibert.squad import best_spans, independent_argmax_span
-from minibert.train import PretrainConfig, pretrain
+from minibert.train import pretrained_run
 print(f"minibert {mb.__version__}, source fingerprint {mb.source_fingerprint()}")
 
 # %% [markdown]
@@ -41,10 +41,7 @@ print("answer:", ex["answers"][0], "->", repr(ex["context"][start:start + len(ex
 # ## Transfer learning, measured
 
 # %%
-RUN = Path("runs/notebook-pretrain")
-if not (RUN / "checkpoints" / "latest").is_file():  # notebook 4 not run: train the same model here
-    shutil.rmtree(RUN, ignore_errors=True)
-    pretrain(PretrainConfig(out=str(RUN), seed=0), progress=False)
+RUN = pretrained_run("runs/notebook-pretrain")  # notebook 4's run; trained here first if it is missing
 OUT = Path("runs/notebook-transfer")
 shutil.rmtree(OUT, ignore_errors=True)
 summary = transfer_experiment(RUN, OUT, task="qa", sizes=(700, 2700), steps=300, seed=0)

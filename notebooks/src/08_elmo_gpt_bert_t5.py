@@ -17,7 +17,6 @@ import time
 _start = time.perf_counter()
 import minibert as mb  # before numpy, which reads how OpenBLAS's threads wait only once (README, Speed)
 %matplotlib inline
-import shutil
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
@@ -140,12 +139,9 @@ Markdown(recorded.read_text()) if recorded.is_file() else print("docs/compare.md
 # %%
 from minibert.compare import blank_accuracy, blank_sentences, encode_blanks, masked_lm_scores
 from minibert.runs import load_run
-from minibert.train import PretrainConfig, pretrain
+from minibert.train import pretrained_run
 
-RUN = Path("runs/notebook-pretrain")
-if not (RUN / "checkpoints" / "latest").is_file():  # notebook 4 not run: train the same model here
-    shutil.rmtree(RUN, ignore_errors=True)
-    pretrain(PretrainConfig(out=str(RUN), seed=0), progress=False)
+RUN = pretrained_run("runs/notebook-pretrain")  # notebook 4's run; trained here first if it is missing
 run = load_run(RUN, kind="pretrain")
 tokenizer = run.tokenizer
 sentences = blank_sentences(tokenizer)

@@ -23,7 +23,7 @@ import numpy as np
 from minibert.data import GLUE_TASKS
 from minibert.data.glue import accuracy, f1_of_positive, matthews_corrcoef
 from minibert.tinyglue import run_glue, glue_table
-from minibert.train import PretrainConfig, pretrain
+from minibert.train import pretrained_run
 print(f"minibert {mb.__version__}, source fingerprint {mb.source_fingerprint()}")
 
 # %% [markdown]
@@ -72,10 +72,7 @@ print(f"never 'paraphrase':    accuracy {accuracy(gold, always_no):.2f}, F1 {f1_
 # from each task in turn (the same 800 batches in all as the four single-task runs).
 
 # %%
-RUN = Path("runs/notebook-pretrain")
-if not (RUN / "checkpoints" / "latest").is_file():  # notebook 4 not run: train the same model here
-    shutil.rmtree(RUN, ignore_errors=True)
-    pretrain(PretrainConfig(out=str(RUN), seed=0), progress=False)
+RUN = pretrained_run("runs/notebook-pretrain")  # notebook 4's run; trained here first if it is missing
 OUT = Path("runs/notebook-glue")
 shutil.rmtree(OUT, ignore_errors=True)
 summary = run_glue(RUN, OUT, steps=200, frozen=True, multitask=True)  # `minibert glue RUN --frozen --multitask`
