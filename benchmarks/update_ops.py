@@ -71,10 +71,11 @@ def main():
         for p, g in zip(params, torch_fresh):
             p.grad.copy_(g)
 
-    opt = torch.optim.AdamW(params, lr=1e-6, eps=1e-6, weight_decay=0.01)
     results[f"torch clip_grad_norm_, {cores} thread(s)"] = median_ms(lambda: torch.nn.utils.clip_grad_norm_(params, 1.0),
                                                                       torch_restore)
-    results[f"torch AdamW.step (foreach), {cores} thread(s)"] = median_ms(opt.step, torch_restore)
+    for foreach, how in ((None, "the default, a loop over tensors on the CPU"), (True, "foreach=True")):
+        opt = torch.optim.AdamW(params, lr=1e-6, eps=1e-6, weight_decay=0.01, foreach=foreach)
+        results[f"torch AdamW.step ({how}), {cores} thread(s)"] = median_ms(opt.step, torch_restore)
     t_ids, t_types, t_rows = torch.from_numpy(ids), torch.from_numpy(types), torch.from_numpy(rows)
     t_table, t_small = torch.from_numpy(table), torch.from_numpy(small)
     results["torch index_add_, word ids"] = median_ms(lambda: t_table.index_add_(0, t_ids, t_rows))

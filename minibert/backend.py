@@ -32,7 +32,7 @@ import math
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -233,12 +233,21 @@ def _threads_from_environment() -> int:
     0.86 s with minibert imported first)."""
     if os.environ.get("MINIBERT_THREADS"):
         return max(1, int(os.environ["MINIBERT_THREADS"]))
-    if _blas_spins:
+    if _blas_spins and _openblas_with_threads():
         return 1
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def _openblas_with_threads() -> bool:
+    """Whether numpy's BLAS is OpenBLAS running more than one thread (whose idle threads spin)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return True  # cannot tell: assume the common case, numpy's own OpenBLAS
+    return any(lib.get("internal_api") == "openblas" and lib.get("num_threads", 1) > 1 for lib in threadpool_info())
 
 
 threads = _threads_from_environment()  # worker threads for by_rows; 1 = off
@@ -321,6 +330,7 @@ def by_rows(fn, *arrays) -> None:
 # result is bit-identical for any thread count (tested).
 
 _blas = None  # threadpoolctl's handle on the BLAS numpy uses; False where it cannot set its threads
+_blas_lock = threading.Lock()  # held while a matmul has lowered BLAS's thread count
 
 
 def _blas_threads():
@@ -348,22 +358,30 @@ def matmul(a, b, out=None):
             return xp.matmul(a, b)
         out[...] = xp.matmul(a, b)
         return out
+    shape = a.shape[:-1] + b.shape[-1:]
     n = min(threads, a.shape[0]) if a.ndim >= 3 and a.shape[:-2] == b.shape[:-2] else 1
     blas = _blas_threads() if n > 1 and not getattr(_in_worker, "active", False) else None
-    if blas is None:
-        return np.matmul(a, b, out=out)
-    if out is None:
-        out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a, b))
-    bounds = [a.shape[0] * i // n for i in range(n + 1)]
+    # BLAS's thread count is one setting for the whole process: one caller at a time may lower it
+    if blas is None or (out is not None and out.shape != shape) or not _blas_lock.acquire(blocking=False):
+        return np.matmul(a, b, out=out)  # (numpy's own error for a wrong `out`)
+    try:
+        if out is None:
+            out = np.empty(shape, np.result_type(a, b))
+        bounds = [a.shape[0] * i // n for i in range(n + 1)]
 
-    def share(i):  # products bounds[i]..bounds[i+1]-1 of the stack
-        np.matmul(a[bounds[i]:bounds[i + 1]], b[bounds[i]:bounds[i + 1]], out=out[bounds[i]:bounds[i + 1]])
+        def share(i):  # products bounds[i]..bounds[i+1]-1 of the stack
+            np.matmul(a[bounds[i]:bounds[i + 1]], b[bounds[i]:bounds[i + 1]], out=out[bounds[i]:bounds[i + 1]])
 
-    with blas.limit(limits=1):  # BLAS on one thread until the last share is done, then as before
-        futures = [_worker_pool(n).submit(share, i) for i in range(1, n)]
-        share(0)  # the calling thread takes the first share
-        for f in futures:
-            f.result()
+        with blas.limit(limits=1):  # BLAS on one thread until the last share is done, then as before
+            futures = [_worker_pool(n).submit(share, i) for i in range(1, n)]
+            try:
+                share(0)  # the calling thread takes the first share
+            finally:
+                wait(futures)  # every share done (or failed) before BLAS gets its threads back
+            for f in futures:
+                f.result()  # re-raises an exception from a worker
+    finally:
+        _blas_lock.release()
     return out
 
 
@@ -432,9 +450,12 @@ def scatter_add(target, indices, values) -> None:
             target[indices[once]] += values[once]
             indices, values = indices[~once], values[~once]
         repeated = np.flatnonzero(counts > 1)
-        if 0 < len(repeated) <= 8:  # few rows hit many times (token types: 9 ms in np.add.at, 0.5 ms here):
-            for row in repeated:  # one sum per row with the row's old value first, which adds up in
-                hits = values[indices == row]  # np.add.at's order (a sum down axis 0 is sequential; tested)
+        # a sum down axis 0 adds row after row only across columns of 2 or more (along one contiguous
+        # column numpy sums pairwise), and in the target's dtype only if the values share it
+        row_by_row = values.ndim >= 2 and math.prod(values.shape[1:]) > 1 and values.dtype == target.dtype
+        if 0 < len(repeated) <= 8 and row_by_row:  # few rows hit many times: token types, 9 ms in np.add.at, 0.5 here
+            for row in repeated:  # one sum per row, the row's old value first: np.add.at's order (tested)
+                hits = values[indices == row]
                 target[row] = np.concatenate([target[row][None], hits]).sum(axis=0)
             return
     np.add.at(target, indices, values)

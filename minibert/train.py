@@ -435,7 +435,9 @@ def pretrained_run(path, **overrides) -> Path:
     stopped before its first checkpoint left. overrides: PretrainConfig fields (tests make it small)."""
     path = Path(path)
     if not has_checkpoint(path):
-        if path.is_dir():
+        if path.is_dir() and any(path.iterdir()):
+            if not (path / "train_config.json").is_file():  # never remove what is not a run
+                raise FileExistsError(f"{path}: exists and is not a minibert run; move it, or choose another folder")
             shutil.rmtree(path)
         pretrain(PretrainConfig(**{"out": str(path), "seed": 0, **overrides}), progress=False)
     return path

@@ -95,12 +95,23 @@ def test_scatter_add_is_bit_identical_to_add_at():
             np.add.at(expected, ids, values)
             backend.scatter_add(got, ids, values)
             assert expected.tobytes() == got.tobytes(), (len(ids), dtype)
+    # where a sum down axis 0 would not add row after row, or not in the target's dtype: np.add.at itself
+    ids = np.r_[np.zeros(600, int), np.ones(400, int)]
+    for values, table in ((rng.standard_normal(1000).astype(np.float32), target[:2, 0]),  # 1-D values
+                          (rng.standard_normal((1000, 1)).astype(np.float32), target[:2, :1]),  # one column
+                          (rng.standard_normal((1000, 8)), target[:2])):  # float64 into a float32 table
+        expected, got = table.copy(), table.copy()
+        np.add.at(expected, ids, values)
+        backend.scatter_add(got, ids, values)
+        assert expected.tobytes() == got.tobytes(), values.shape
 
 
 @pytest.mark.parametrize("shape", [(32, 4, 16, 16), (64, 3), (3, 5), (7,), ()])
 def test_keep_mask_draws_what_integers_draws(shape):
     """The fast path reads PCG64's raw output as 16-bit numbers: the same numbers, and the
     generator left where integers() leaves it (its next draws agree too)."""
+    # The fast path is taken only in the first case; the other two check that it is NOT taken where it
+    # would draw other numbers (a waiting half output, another bit generator): they fail if it were.
     philox = lambda seed: np.random.Generator(np.random.Philox(seed))  # noqa: E731  not PCG64: the plain path
     for generator, before in ((np.random.default_rng, "float"), (np.random.default_rng, "uint32"), (philox, "float")):
         fast, reference = generator(3), generator(3)

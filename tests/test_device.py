@@ -41,6 +41,7 @@ def on_double():
 
 # ---------------------------------------------------------------- the stand-in itself
 def test_the_double_refuses_implicit_host_conversion():
+    sd.reset_transfers()  # counted from here, whatever ran before
     x = sd.asarray(np.arange(6.0).reshape(2, 3))
     host = np.ones(3)
     message = "Implicit conversion to a NumPy array is not allowed"

@@ -186,6 +186,38 @@ def test_matmul_shares_a_stack_among_threads_with_blas_on_one_thread(dtype, monk
     assert blas_threads() == before
 
 
+def test_matmul_from_many_threads_at_once_gives_blas_its_threads_back():
+    """BLAS's thread count is one setting for the process: concurrent callers must not leave it lowered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((6, 2, 9, 5)), rng.standard_normal((6, 2, 5, 7))
+    expected = np.matmul(a, b)
+    before = blas_threads()
+    with backend.thread_settings(n=2), ThreadPoolExecutor(4) as callers:
+        results = list(callers.map(lambda _: backend.matmul(a, b), range(400)))
+    assert all(same(r, expected) for r in results)
+    assert blas_threads() == before
+
+
+def test_matmul_errors_like_numpy_and_gives_blas_its_threads_back():
+    from threadpoolctl import threadpool_info
+
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    a, b = np.ones((4, 2, 3)), np.ones((4, 3, 5))
+    with backend.thread_settings(n=2):
+        with pytest.raises(ValueError):
+            backend.matmul(a, b, out=np.empty((5, 2, 5)))  # one matrix too many: numpy's error, not a half-filled out
+        with pytest.raises(ValueError):
+            backend.matmul(a, np.ones((4, 4, 5)))  # inner dimensions differ
+    assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before
+
+
 def test_matmul_with_one_thread_or_one_matrix_is_plain_matmul():
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((1, 4, 6)), rng.standard_normal((1, 6, 3))
@@ -202,6 +234,7 @@ def test_matmul_on_a_device_is_one_call_written_into_out():
     with backend.thread_settings(**ON):
         assert backend.matmul(a, b, out=out) is out
     assert (sd.asnumpy(out) == 3).all()
+    sd.reset_transfers()  # the one copy to the host above is this test's, not the next one's
 
 
 @pytest.mark.parametrize("first", ["numpy", "minibert"])

@@ -333,3 +333,10 @@ def test_pretrained_run_trains_only_when_the_folder_has_no_checkpoint(tmp_path, 
 
     monkeypatch.setattr(train, "pretrain", must_not_train)
     assert train.pretrained_run(run, **small) == run and latest_checkpoint(run) == first
+
+    users = tmp_path / "my-notes"  # a folder that is not a run is never removed
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a minibert run"):
+        train.pretrained_run(users, **small)
+    assert (users / "notes.txt").read_text() == "mine"

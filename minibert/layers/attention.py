@@ -2,7 +2,7 @@
 
 import math
 
-from ..backend import array_module, matmul
+from ..backend import array_module, matmul  # matmul(a, b, out) is a @ b (into out), on every core of a CPU
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
 from .softmax import softmax_backward, softmax_forward
@@ -52,6 +52,7 @@ def attention_forward(x, W_qkv, b_qkv, W_o, b_o, mask_bias, num_heads, p=0.0, tr
     (columns [Q | K | V]); p is the dropout on the attention probabilities, and `mask`
     an optional fixed dropout mask of shape (B, A, T, T).
     """
+    xp = array_module(x)
     B, T, H = x.shape
     A = num_heads
     D = H // A
@@ -63,8 +64,8 @@ def attention_forward(x, W_qkv, b_qkv, W_o, b_o, mask_bias, num_heads, p=0.0, tr
     scores += mask_bias  # padded (and, if causal, future) keys -> -inf-like
     probs, _ = softmax_forward(scores)  # (B, A, T, T), each row sums to 1
     probs_dropped, drop_cache = dropout_forward(probs, p, training, rng, mask)
-    ctx = array_module(x).empty((B, T, A, D), x.dtype)  # heads side by side again, each in its slot:
-    matmul(probs_dropped, v, out=ctx.transpose(0, 2, 1, 3))  # ctx = probs_dropped @ v, (B, A, T, D)
+    ctx = xp.empty((B, T, A, D), v.dtype)  # heads side by side again; every entry is written below,
+    matmul(probs_dropped, v, out=ctx.transpose(0, 2, 1, 3))  # ctx = probs_dropped @ v, (B, A, T, D) per head
     ctx = ctx.reshape(B, T, H)
     out, out_cache = linear_forward(ctx, W_o, b_o)  # (B, T, H)
     cache = {
@@ -91,9 +92,10 @@ def attention_backward(dout, cache):
     dctx = dctx.reshape(B, T, A, D).transpose(0, 2, 1, 3)  # (B, A, T, D)
     # forward: ctx = probs_dropped @ v
     probs_dropped = probs if cache["dropout"] is None else probs * cache["dropout"]
-    # dq, dk, dv are written straight into their slots of dqkv, the gradient of the (B, T, 3H) projection
+    # dq, dk, dv: views into dqkv, laid out as the forward's qkv (B, T, 3, A, D), so that the three
+    # products below fill the projection's gradient in place (undoing the head split costs no copy)
     dqkv = xp.empty((B, T, 3, A, D), dout.dtype)
-    dq, dk, dv = dqkv.transpose(2, 0, 3, 1, 4)  # each (B, A, T, D)
+    dq, dk, dv = dqkv.transpose(2, 0, 3, 1, 4)  # each (B, A, T, D), still empty
     dprobs_dropped = matmul(dctx, v.transpose(0, 1, 3, 2))  # (B, A, T, T)
     matmul(probs_dropped.transpose(0, 1, 3, 2), dctx, out=dv)  # dv = probs_dropped^T @ dctx
     # forward: probs_dropped = dropout(probs); probs = softmax(scores)

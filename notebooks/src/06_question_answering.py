@@ -13,7 +13,7 @@
 # %%
 import time
 _start = time.perf_counter()
-import minibert as mb  # before numpy, which reads how OpenBLAS's threads wait only once (README, Speed)
+import minibert as mb  # before numpy: OpenBLAS reads its thread settings once, as numpy loads it (README, Speed)
 %matplotlib inline
 import shutil
 from pathlib import Path
