@@ -181,24 +181,18 @@ def score_blanks(models: dict, tokenizer) -> dict:
 def featurizers(models: dict) -> dict:
     """Row -> featurize(batch) -> (B, T, D) host array: the encoder's last layer (BERT, GPT,
     scratch; D = H), ELMo's two directions side by side (D = 2H)."""
+    from .tinyglue import encoder_features
+
     elmo = ElmoFeatures(models["left_to_right"], models["right_to_left"])
-    return {
-        "bert": lambda batch: to_host(models["bert"].forward(batch).sequence_output),
-        "gpt": lambda batch: to_host(models["left_to_right"].forward(batch).sequence_output),
-        "elmo": lambda batch: to_host(elmo.forward(batch)),
-        "scratch": lambda batch: to_host(models["scratch"].forward(batch).sequence_output),
-    }
+    return {"bert": encoder_features(models["bert"]), "gpt": encoder_features(models["left_to_right"]),
+            "elmo": lambda batch: to_host(elmo.forward(batch)), "scratch": encoder_features(models["scratch"])}
 
 
 def frozen_glue(models: dict, tokenizer, seed: int = 0, num_train: int = 400, num_eval: int = 200,
-                seq_length: int = 64) -> dict | None:
-    """Row -> {"tasks": {task: score}, "average"}: tinyglue.probe on each model's frozen features.
-    None when minibert.tinyglue has no probe (the column is then left out)."""
-    try:
-        from .tinyglue import probe
-    except ImportError:
-        return None
+                seq_length: int = 64) -> dict:
+    """Row -> {"tasks": {task: score}, "average"}: tinyglue.probe on each model's frozen features."""
     from .data.glue import GLUE_TASKS
+    from .tinyglue import probe
 
     out = {}
     for row, featurize in featurizers(models).items():
@@ -216,8 +210,8 @@ def check_runs(paths: dict) -> None:
     for slot, path in paths.items():
         path = Path(path)
         load_run(path, kind="pretrain", objective=RUN_NAMES[slot])  # one line if it is not a run of that objective
-        files = {name: (path / name).read_bytes() for name in ("vocab.txt",)}
-        files["config.json"] = json.loads((path / "config.json").read_text())
+        files = {"vocab.txt": (path / "vocab.txt").read_bytes(),
+                 "config.json": json.loads((path / "config.json").read_text())}
         if first is None:
             first = (path, files)
         elif files != first[1]:
@@ -291,9 +285,10 @@ def markdown_table(result: dict) -> str:
     r2l = b["accuracy"]["right_to_left_only"]
     lines.append(f"the right-to-left model alone (GPT's mirror): (a) {r2l['after']:.3f}, (b) {r2l['before']:.3f}")
     if result["glue_frozen"] is None:
-        lines.append("tiny GLUE, frozen features: left out (minibert.tinyglue.probe is not available)")
+        lines.append("tiny GLUE, frozen features: left out (--no-glue)")
     if result["glue_finetuned"] is None:
-        lines.append("tiny GLUE, fine-tuned: left out (--finetune-steps 0)")
+        reason = "--no-glue" if result["glue_frozen"] is None else "--finetune-steps 0"
+        lines.append(f"tiny GLUE, fine-tuned: left out ({reason})")
     else:
         lines.append(f"tiny GLUE, fine-tuned: {result['finetune_steps']} steps per task (minibert glue); "
                      "ELMo-style: its features are used frozen, not fine-tuned")

@@ -190,6 +190,8 @@ def test_compare_trains_three_runs_alike(tmp_path):
         assert json.loads((out / name / "config.json").read_text()) == json.loads((out / "bert" / "config.json").read_text())
     assert set(result["seconds"]) == {"bert", "left_to_right", "right_to_left", "total"}
     assert result["glue_frozen"] is None and "frozen features" not in (out / "compare.md").read_text().splitlines()[0]
+    text = (out / "compare.md").read_text()  # why the GLUE columns are missing: what was asked, not a missing module
+    assert "frozen features: left out (--no-glue)" in text and "fine-tuned: left out (--no-glue)" in text
 
 
 def _one_line_error(capsys, argv, *fragments):
