@@ -21,7 +21,7 @@ import numpy as np
 
 from . import backend
 from .config import BertConfig, check_options
-from .io import read_json, remove_stale_temporaries, write_text_atomic
+from .io import remove_stale_temporaries, write_text_atomic
 from .loop import refuse_if_too_big, train_loop
 from .optim import AdamW
 from .runs import (folder_kept_only_if_used, has_checkpoint, keep_metrics_up_to, load_optimizer_state, load_run,
@@ -105,11 +105,11 @@ def from_pretraining_run(cls, run_dir, seed: int = 0, **kwargs):
     """A fine-tuning model whose encoder (and pooler, where it has one) comes from a minibert
     pre-training run; its head is freshly initialized (listed in model.newly_initialized).
     A left-to-right LM's run gives a causal model whose pooler reads the last real token."""
-    objective = read_json(Path(run_dir) / "train_config.json", "training configuration").get("objective", "mlm_nsp")
+    pretrained = load_run(run_dir, kind="pretrain")
+    objective = pretrained.train_config.get("objective", "mlm_nsp")  # runs from before objectives are mlm_nsp
     if objective == "right_to_left":
         raise ValueError(f"{run_dir}: a right-to-left language model (objective right_to_left) is used only as frozen "
                          "features (ELMo's backward model), not fine-tuned; use an mlm_nsp or left_to_right run")
-    pretrained = load_run(run_dir, kind="pretrain")
     model = cls(pretrained.model.config, seed=seed, **kwargs)
     if objective == "left_to_right":  # GPT: fine-tune the causal encoder as it was trained, and let a
         model.causal, model.pool_at = True, "last"  # classifier read the last token, the one that has read everything

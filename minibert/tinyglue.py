@@ -297,12 +297,12 @@ def run_glue(run_dir, out, tasks=None, steps=GLUE_STEPS, seeds=(0,), multitask=F
         if frozen:  # on the fine-tuning runs' data: the same split of the same generated examples
             loaded = load_run(run, kind="pretrain")
             for seed in seeds:
-                split = dict(num_train=train_examples, num_eval=held_out, seed=seed,
-                             seq_length=options["seq_length"])
+                examples = dict(num_train=train_examples, num_eval=held_out, seed=seed, seq_length=options["seq_length"])
+                encoders = {"frozen": loaded.model, "frozen_random": BertModel(loaded.model.config, seed=seed)}
                 for task in names:
-                    for column, encoder in (("frozen", loaded.model), ("frozen_random", BertModel(loaded.model.config, seed=seed))):
+                    for column, encoder in encoders.items():
                         features = encoder_features(encoder)
-                        scores[task][column].append(probe(features, loaded.tokenizer, task, **split)["score"])
+                        scores[task][column].append(probe(features, loaded.tokenizer, task, **examples)["score"])
         if multitask:
             for seed in seeds:
                 cfgs = {task: configs[task, "pretrained", seed] for task in names}
