@@ -7,7 +7,7 @@
 # chance levels; look at what the attention heads do; and ask the model to fill in masks
 # and judge sentence pairs.
 #
-# Runs in about 3 minutes on a 2-core CPU (169 s when last built, on an AMD EPYC), with no download. The command line does the
+# Runs in about 3 minutes on a 2-core CPU (185 s when last built, on an AMD EPYC), with no download. The command line does the
 # same with `minibert pretrain`.
 
 # %%

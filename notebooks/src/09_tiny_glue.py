@@ -8,7 +8,7 @@
 # turn (multi-task fine-tuning, as in MT-DNN; T5 does it text to text, with no task heads).
 # Then look at what the single average hides.
 #
-# Runs in about a minute on a 2-core CPU (69 s when last built, on an AMD EPYC). It
+# Runs in about 1.2 minutes on a 2-core CPU (73 s when last built, on an AMD EPYC). It
 # fine-tunes notebook 4's run, and needs about 3 minutes more if that run is missing and has
 # to be trained here.
 
