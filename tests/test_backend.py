@@ -83,12 +83,16 @@ def test_cupy_arrays_made_before_set_backend_are_recognized(monkeypatch):
 
 
 def test_scatter_add_is_bit_identical_to_add_at():
-    """Indices seen once take a plain fancy-index add; repeated ones keep np.add.at and its order."""
+    """Indices seen once take a plain fancy-index add; repeated ones are added in np.add.at's order:
+    rows hit a few times in rounds, rows hit many times (a text's [PAD] or "the") one by one."""
     rng = np.random.default_rng(0)
     target = rng.standard_normal((50, 8)).astype(np.float32)  # not zeros: a tied table's other share
     token_types = (np.arange(128) >= 64).astype(np.int64)[None].repeat(32, 0).reshape(-1)  # 4096 rows into 2
+    text_like = np.minimum(rng.zipf(1.3, 2000), 50) - 1  # a few rows hit hundreds of times, many a few times
+    few_hits = rng.permutation(np.arange(50).repeat(rng.integers(1, 10, 50)))  # 1 to 9 hits per row, shuffled
     for ids in (rng.integers(0, 50, 300), rng.permutation(50)[:20], np.zeros(7, int), rng.integers(0, 3, 40),
-                token_types, rng.integers(0, 9, 1000), np.r_[rng.permutation(50), rng.integers(0, 2, 500)]):
+                token_types, rng.integers(0, 9, 1000), np.r_[rng.permutation(50), rng.integers(0, 2, 500)],
+                text_like, few_hits, rng.permutation(np.r_[np.arange(50).repeat(8), np.arange(50).repeat(9)])):
         for dtype in (np.float32, np.float64):
             values = (rng.standard_normal((len(ids), 8)) * rng.choice([1e-3, 1.0, 1e4], (len(ids), 1))).astype(dtype)
             expected, got = target.astype(dtype), target.astype(dtype)
@@ -104,6 +108,27 @@ def test_scatter_add_is_bit_identical_to_add_at():
         np.add.at(expected, ids, values)
         backend.scatter_add(got, ids, values)
         assert expected.tobytes() == got.tobytes(), values.shape
+
+
+def test_scatter_add_with_a_tuple_of_indices_is_bit_identical_to_add_at():
+    """The MLM head's gradient goes back to (row, position) pairs: each row's padding slots repeat
+    position 0, so (B, T, H) gets repeated pairs, added in np.add.at's order."""
+    rng = np.random.default_rng(1)
+    B, T, H, P = 6, 11, 5, 4
+    positions = np.zeros((B, P), int)
+    for b in range(B):
+        k = rng.integers(1, P + 1)
+        positions[b, :k] = np.sort(rng.choice(np.arange(1, T), k, replace=False))
+    rows = np.arange(B)[:, None].repeat(P, axis=1)
+    for dtype in (np.float32, np.float64):
+        values = rng.standard_normal((B, P, H)).astype(dtype)
+        expected, got = rng.standard_normal((B, T, H)).astype(dtype), None
+        got = expected.copy()
+        np.add.at(expected, (rows, positions), values)
+        backend.scatter_add(got, (rows, positions), values)
+        assert expected.tobytes() == got.tobytes(), dtype
+    with pytest.raises(IndexError):  # out of range: np.add.at's error, not a silent wrap
+        backend.scatter_add(np.zeros((2, 3, 1)), (np.array([0, 1]), np.array([0, 3])), np.ones((2, 1)))
 
 
 @pytest.mark.parametrize("shape", [(32, 4, 16, 16), (64, 3), (3, 5), (7,), ()])

@@ -318,10 +318,13 @@ def test_float32_erf_is_accurate_and_blocked_correctly():
 
     from minibert.backend import erf
 
-    x = np.random.default_rng(0).standard_normal(200_003).astype(np.float32) * 3  # not a multiple of the block
+    x = np.random.default_rng(0).standard_normal(600_003).astype(np.float32) * 3  # 3 blocks and a part of one
     x[:5] = [0.0, -0.0, 1e-8, 50.0, -50.0]
     got = erf(x)
     assert got.dtype == np.float32 and got.shape == x.shape
     assert np.abs(got - exact(x.astype(np.float64))).max() < 1e-6
+    assert not np.signbit(got[x > 0]).any() and np.signbit(got[x < 0]).all()  # erf has the sign of x,
+    assert np.signbit(got[:2]).tolist() == [False, True]  # 0.0 and -0.0 too
+    assert (erf(-x) == -got).all()  # odd, exactly: the sign is the input's, the magnitude the same
     assert erf(x.reshape(-1, 1)[:100]).shape == (100, 1)  # any shape, non-contiguous-safe
     np.testing.assert_array_equal(erf(x[::2]), erf(np.ascontiguousarray(x[::2])))
