@@ -87,16 +87,18 @@ class AdamW:
         for name, p in params.items():
             decay = self.weight_decay if decays(name) else 0.0
 
-            def adamw(p, g, m, v):  # one block of rows, in place
+            def adamw(p, g, m, v):  # one block of rows, in place; the constants folded as PyTorch folds them
+                if decay:
+                    p *= 1.0 - lr * decay  # p - lr * decay * p: the decay term, applied first
                 m *= b1
                 m += (1.0 - b1) * g
                 v *= b2
                 v += (1.0 - b2) * (g * g)
-                update = m / c1
-                update /= (v / c2) ** 0.5 + self.eps
-                if decay:
-                    update += decay * p
-                update *= lr
+                denom = array_module(v).sqrt(v)
+                denom *= 1.0 / math.sqrt(c2)
+                denom += self.eps  # sqrt(v_hat) + eps
+                update = m / denom
+                update *= lr / c1  # lr * m_hat / (sqrt(v_hat) + eps)
                 p -= update
 
             by_rows(adamw, p, grads[name], self.m[name], self.v[name])
