@@ -108,6 +108,7 @@ PRETRAIN_HELP = {
     "objective": "mlm_nsp: BERT's masked LM + next sentence; left_to_right: GPT's next token; "
                  "right_to_left: the next token reading backwards (ELMo's second direction)",
     "bias_correction": "Adam's bias correction of the moments (google's BERT had none)",
+    "adam_beta2": "decay of Adam's running mean of squared gradients (BERT: 0.999, RoBERTa: 0.98)",
     "masking": "exact, bernoulli, whole_word or span", "mask_prob": "share of tokens chosen for prediction",
     "mask_token_prob": "share of the chosen tokens replaced by [MASK]",
     "random_token_prob": "share of the chosen tokens replaced by a random token",

@@ -62,7 +62,9 @@ def run_kind(run_dir) -> str:
 
 def read_train_config(run_dir, config_cls):
     """The config a run was started with: its train_config.json as a config_cls (PretrainConfig or
-    FinetuneConfig). A field the class does not have is an error naming the file and the field."""
+    FinetuneConfig). A field the class does not have is an error naming the file and the field; a
+    field the file lacks (the run is older than the field) takes the value such runs used,
+    config_cls.OLDER_RUNS, or else the field's default."""
     path = Path(run_dir) / "train_config.json"
     saved = read_json(path, "training configuration")
     names = {f.name for f in dataclasses.fields(config_cls)}
@@ -70,7 +72,7 @@ def read_train_config(run_dir, config_cls):
     if not isinstance(saved, dict) or unknown:
         raise CheckpointError(f"{path}: not a {config_cls.__name__}" +
                               (f" (unknown field {unknown[0]!r})" if unknown else ""))
-    return config_cls(**saved)
+    return config_cls(**{**getattr(config_cls, "OLDER_RUNS", {}), **saved})
 
 
 def has_checkpoint(run_dir) -> bool:

@@ -45,7 +45,7 @@ def short_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fill_run(tmp_path_factory):
     """A run long enough to learn the generated world's sentence templates."""
-    return _small_run(tmp_path_factory.mktemp("fill"), steps=1000, seq_length=32, lr=2e-3, eval_interval=500,
+    return _small_run(tmp_path_factory.mktemp("fill"), steps=1000, seq_length=32, lr=2.5e-3, eval_interval=500,
                       checkpoint_interval=1000)
 
 
@@ -274,6 +274,26 @@ def test_a_run_from_before_objectives_loads_as_bert(lm_runs, tmp_path):
         load_run(old)
 
 
+def test_a_run_from_before_adam_beta2_resumes_with_the_beta2_it_was_trained_with(tmp_path, monkeypatch):
+    """Runs written before --adam-beta2 existed were trained with AdamW's 0.999; resuming one must
+    not switch it to the new default."""
+    from minibert import train as train_module
+    from minibert.runs import read_train_config
+
+    common = dict(steps=6, eval_interval=6, checkpoint_interval=3, **QUICK)
+    part = pretrain(PretrainConfig(out=str(tmp_path / "old"), **common), progress=False, plots=False,
+                    on_step=lambda step, stop: stop() if step == 3 else None, echo=lambda *a: None)
+    assert part.interrupted and PretrainConfig().adam_beta2 == 0.98
+    config = json.loads((tmp_path / "old" / "train_config.json").read_text())
+    assert config.pop("adam_beta2") == 0.98  # a new run records it
+    (tmp_path / "old" / "train_config.json").write_text(json.dumps(config))  # as an older run wrote it
+    assert read_train_config(tmp_path / "old", PretrainConfig).adam_beta2 == 0.999
+    made = []
+    monkeypatch.setattr(train_module, "AdamW", lambda *a, **k: made.append(k) or mb.optim.AdamW(*a, **k))
+    pretrain(resume=str(tmp_path / "old"), progress=False, plots=False, echo=lambda *a: None)
+    assert [k["beta2"] for k in made] == [0.999]
+
+
 def test_bert_commands_refuse_a_language_model_run(lm_runs, tmp_path, capsys):
     base, _ = lm_runs
     run = str(base / "left_to_right")
@@ -340,3 +360,30 @@ def test_pretrained_run_trains_only_when_the_folder_has_no_checkpoint(tmp_path, 
     with pytest.raises(FileExistsError, match="not a minibert run"):
         train.pretrained_run(users, **small)
     assert (users / "notes.txt").read_text() == "mine"
+
+
+def test_batches_are_padded_to_their_own_most_predictions_not_to_the_cap():
+    """The MLM head scores every prediction slot, padding included, so a batch carries only as many
+    slots as its fullest sequence needs (at length 64 at most 10, not max_predictions' 20); the
+    masks themselves are those the cap allows, unchanged."""
+    from minibert.data import collate, tokenize_documents
+    from minibert.train import BatchStream, build_tokenizer, load_corpus, make_eval_batches
+    from minibert.loop import step_seed, MASKS
+
+    cfg = PretrainConfig(**{**QUICK, "seq_length": 64})
+    train_docs, eval_docs = load_corpus(cfg)
+    tokenizer = build_tokenizer(cfg, train_docs)
+    stream = BatchStream(tokenize_documents(train_docs, tokenizer), tokenizer, cfg)
+    for step in range(1, 6):
+        chunk = stream.instances[stream.offset:stream.offset + cfg.batch_size]
+        batch = stream.next(step)
+        real = batch["masked_lm_weights"].sum(axis=1)
+        assert batch["masked_lm_positions"].shape == (cfg.batch_size, real.max()) and real.max() <= 10 < cfg.max_predictions
+        capped = collate(chunk, tokenizer, max_predictions=cfg.max_predictions, masking=cfg.masking_config(),
+                         rng=np.random.default_rng(step_seed(cfg.seed, step, MASKS)))
+        P = int(real.max())
+        for key in ("masked_lm_positions", "masked_lm_labels", "masked_lm_weights"):
+            assert (capped[key][:, :P] == batch[key]).all() and not capped["masked_lm_weights"][:, P:].any(), key
+        assert (capped["input_ids"] == batch["input_ids"]).all()
+    for batch in make_eval_batches(eval_docs, tokenizer, cfg):
+        assert batch["masked_lm_positions"].shape[1] == batch["masked_lm_weights"].sum(axis=1).max()
