@@ -48,6 +48,7 @@ def main():
             np.copyto(grads[k], fresh[k])
 
     ids = rng.integers(5, 30522, 4096)  # a batch of 32 x 128 random word ids
+    text_ids = np.minimum(rng.zipf(1.3, 4096), 30522) - 1  # as in text: a few ids hit hundreds of times
     types = (np.arange(128) >= 64).astype(np.int64)[None].repeat(32, 0).reshape(-1)  # two segments
     rows = rng.standard_normal((4096, 256)).astype(np.float32)
     table, small = np.zeros((30522, 256), np.float32), np.zeros((2, 256), np.float32)
@@ -59,6 +60,8 @@ def main():
             results[f"clip_by_global_norm, {n} thread(s)"] = median_ms(lambda: clip_by_global_norm(grads, 1.0), restore)
             results[f"AdamW.step, {n} thread(s)"] = median_ms(lambda: opt.step(model.params, grads, 1e-6), restore)
     results["scatter_add, word ids into (30522, 256)"] = median_ms(lambda: backend.scatter_add(table, ids, rows))
+    results["scatter_add, Zipf-distributed ids"] = median_ms(lambda: backend.scatter_add(table, text_ids, rows))
+    results["np.add.at, Zipf-distributed ids"] = median_ms(lambda: np.add.at(table, text_ids, rows))
     results["scatter_add, token types into (2, 256)"] = median_ms(lambda: backend.scatter_add(small, types, rows))
     results["np.add.at, token types into (2, 256)"] = median_ms(lambda: np.add.at(small, types, rows))
 
@@ -79,6 +82,8 @@ def main():
     t_ids, t_types, t_rows = torch.from_numpy(ids), torch.from_numpy(types), torch.from_numpy(rows)
     t_table, t_small = torch.from_numpy(table), torch.from_numpy(small)
     results["torch index_add_, word ids"] = median_ms(lambda: t_table.index_add_(0, t_ids, t_rows))
+    results["torch index_add_, Zipf-distributed ids"] = median_ms(
+        lambda: t_table.index_add_(0, torch.from_numpy(text_ids), t_rows))
     results["torch index_add_, token types"] = median_ms(lambda: t_small.index_add_(0, t_types, t_rows))
 
     print(f"{os.cpu_count()} cores; numpy {np.__version__}, torch {torch.__version__}; mini: "
