@@ -7,7 +7,7 @@
 # learning). Then see why taking the argmax of the start scores and of the end scores
 # separately can go wrong.
 #
-# Runs in about 2.5 minutes on a 2-core CPU (142 s when last built; plus about 3 minutes if notebook 4's run is missing and
+# Runs in about 2.3 minutes on a 2-core CPU (135 s when last built; plus about 2 minutes if notebook 4's run is missing and
 # has to be trained here).
 
 # %%
@@ -58,10 +58,12 @@ for size, runs in summary["sizes"].items():
 
 # %% [markdown]
 # The same architecture, the same labelled data, the same number of steps: the only
-# difference is where the weights started. Pre-training is worth about 20 points of exact
-# match at both sizes (66.3 vs 45.3 with 700 questions, 83.7 vs 63.3 with 2,700), and the
-# pre-trained model given 700 labelled questions beats the one from scratch given 2,700
-# (each size is scored on its own 300 held-out questions, from the same generator). Pre-training on unlabelled text taught the
+# difference is where the weights started. Pre-training is worth about 10 points of exact
+# match at both sizes (55.0 vs 45.3 with 700 questions, 74.3 vs 63.3 with 2,700; each size
+# is scored on its own 300 held-out questions, from the same generator). It does not make up
+# for labels here: the model from scratch given 2,700 questions is ahead of the pre-trained
+# one given 700. (The README's transfer section has the same experiment on a longer
+# pre-training run, where pre-training is worth about 20 points.) Pre-training on unlabelled text taught the
 # encoder what the world's words mean and how sentences hang together; fine-tuning only
 # has to learn where answers are.
 #
@@ -156,7 +158,7 @@ for q in ["Where did Lena grow up?", "What does Lena work as?", "What does Lena 
 # sport of Italy came out as a wrong span of its context. On the hand-written context the
 # first two answers are right, and then the model answers `pilot` to the questions about
 # the hobby and the pet: it picked a span it found more likely than the right one, a
-# mistake of the kind behind the 16% of held-out questions it gets wrong. Fine-tuning for
+# mistake of the kind behind the 26% of held-out questions it gets wrong. Fine-tuning for
 # more steps (the `steps` argument of `transfer_experiment`) is the first thing to try.
 #
 # **Try it.** Write a context of your own in the style of the generated world and ask

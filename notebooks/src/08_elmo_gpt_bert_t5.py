@@ -9,7 +9,7 @@
 # the same tokenizer, model size and number of steps, what the GPT, ELMo-style and BERT
 # objectives can fill in (T5's is shown, not trained).
 #
-# Runs in a few seconds on a 2-core CPU (it reads notebook 4's run; about 3 minutes more if
+# Runs in a few seconds on a 2-core CPU (it reads notebook 4's run; about 2 minutes more if
 # that run is missing and has to be trained here).
 
 # %%
@@ -99,11 +99,12 @@ print("largest change of the output at each position:", np.abs(after - before).m
 # entities task; ELMo's vectors are the two LMs' states side by side), and the models are
 # fine-tuned on it.
 #
-# Pre-training three models took about 15 minutes on 2 busy cores (397 + 241 + 243 s), plus
-# 76 s of scoring, longer than this notebook may run, so the table below is the one `minibert compare --out runs/compare` wrote (2,000 steps
-# each, the defaults of `minibert pretrain`), kept in `docs/compare.md`. Run the command to
-# make it yourself. Its BERT run is the run of notebook 4 (same defaults, same seed), which
-# is on disk, so its row can be checked here.
+# Pre-training three models took about 8.5 minutes on 2 cores (133 + 182 + 187 s), and
+# 9.5 minutes with the scoring, longer than this notebook may run, so the table below is the
+# one `minibert compare --out runs/compare` wrote (1,700 steps each, the defaults of
+# `minibert pretrain`), kept in `docs/compare.md`. Run the command to make it yourself. Its
+# BERT run is the run of notebook 4 (same defaults, same seed), which is on disk, so its row
+# can be checked here.
 
 # %%
 from IPython.display import Markdown
@@ -111,28 +112,29 @@ recorded = Path(mb.__file__).resolve().parents[1] / "docs" / "compare.md"  # in 
 Markdown(recorded.read_text()) if recorded.is_file() else print("docs/compare.md is missing: run minibert compare")
 
 # %% [markdown]
-# What each row shows, with the same 2,000 steps for every model:
+# What each row shows, with the same 1,700 steps for every model:
 #
 # * **GPT-style** fills every blank decided by the words before it (1.000) and almost none
 #   decided by the words after it (0.029, below the 0.083 of a uniform guess among the
 #   slot's candidates): at the blank it has read only the left side. Its mirror, the
-#   right-to-left model, is the other way round (0.971 and 0.000, under the table).
-# * **ELMo-style** gets both (0.971 and 1.000): each blank is decided by one side, and one
-#   of its two language models has read that side. Its frozen features give the highest
-#   frozen tiny GLUE average (0.756), but its lead comes from the sentence-pair tasks, which
-#   no model learns: paraphrase (F1 0.56 against 0.47 for both GPT and BERT) and, over BERT
-#   only, entailment (0.52 against 0.47); on acceptability it trails BERT (0.94 against 0.96).
-#   With one seed, and features twice as wide, that is no evidence that they are better.
-# * **BERT** reads both sides and still fills only 0.114 of either kind, a little above the
-#   0.083 of a uniform guess. It has learned *what kind* of word goes in the blank, not
-#   which one: see its top 3 below. A likely reason, not tested here: its masked LM is
-#   trained on 15% of each sequence's tokens, each language model on every token, so in
-#   the same 2,000 steps the language models got several times more training targets.
-#   (ELECTRA, Clark et al. 2020, makes this argument against masked LM's use of its data.)
+#   right-to-left model, is the other way round (1.000 and 0.000, under the table).
+# * **ELMo-style** gets both (1.000 and 1.000): each blank is decided by one side, and one
+#   of its two language models has read that side. Its frozen features, twice as wide as
+#   the others, do not give a better frozen tiny GLUE average (0.748, against 0.758 for
+#   BERT and 0.749 for GPT): filling blanks and the tiny GLUE ask different things.
+# * **BERT** reads both sides and still fills only 0.086 of the blanks decided after and
+#   0.057 of those decided before: no more than always naming the most frequent answer
+#   (0.086). It has learned, at best, *what kind* of word goes in the blank, not which one:
+#   see its top 3 below. A likely reason, not tested here: its masked LM is trained on 15% of each
+#   sequence's tokens, each language model on every token, so in the same 1,700 steps the
+#   language models got several times more training targets. (ELECTRA, Clark et al. 2020,
+#   makes this argument against masked LM's use of its data.) Its frozen features still give
+#   the highest frozen average (0.758), by a point: one seed, no evidence of a real lead.
 # * **Fine-tuned** on 200 labelled examples per task, both pre-trained models are above no
-#   pre-training (0.740 and 0.756 against 0.675); the gap comes from the acceptability and
-#   entity tasks, and no model learns the two sentence-pair tasks (notebook 9 has the tasks
-#   one by one).
+#   pre-training (0.729 and 0.758 against 0.676); the gap comes from the acceptability and
+#   entity tasks (per task in `docs/compare.md`'s first paragraph). GPT's lead over BERT comes
+#   from the two sentence-pair tasks (paraphrase F1 0.54 against 0.47, entailment 0.53
+#   against 0.50), which no model learns (notebook 9 has the tasks one by one).
 # * **No pre-training** fills no blank, and its frozen random features are the weakest.
 #
 # The BERT row, scored again here on notebook 4's run:
@@ -158,10 +160,10 @@ for k in [i for i, s in enumerate(sentences) if s.relation == "language"][:2] + 
 
 # %% [markdown]
 # The same numbers as the recorded BERT row. For "The main language of [BLANK] is Norwegian."
-# BERT's top three guesses are countries, and for "The main language of Norway is [BLANK]."
-# languages: it knows the slot's kind, but mostly not the fact. Its top three countries are
-# the same for Norwegian and for Swedish, and it gets Norway's language right but not
-# Sweden's.
+# BERT's top three guesses are countries, the same three as for Swedish, and neither is the
+# answer: it knows the slot's kind, not the fact. For "The main language of Norway is
+# [BLANK]." it does worse: one language (portuguese) among its top three, next to two of the
+# world's hobbies, and the same three words in another order for Sweden.
 #
 # ## T5: span corruption, and every task as text
 #

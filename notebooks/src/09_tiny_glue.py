@@ -8,8 +8,8 @@
 # turn (multi-task fine-tuning, as in MT-DNN; T5 does it text to text, with no task heads).
 # Then look at what the single average hides.
 #
-# Runs in about 1.2 minutes on a 2-core CPU (73 s when last built, on an AMD EPYC). It
-# fine-tunes notebook 4's run, and needs about 3 minutes more if that run is missing and has
+# Runs in about 1.1 minutes on a 2-core CPU (67 s when last built, on an AMD EPYC). It
+# fine-tunes notebook 4's run, and needs about 2 minutes more if that run is missing and has
 # to be trained here.
 
 # %%
@@ -78,14 +78,14 @@ shutil.rmtree(OUT, ignore_errors=True)
 summary = run_glue(RUN, OUT, steps=200, frozen=True, multitask=True)  # `minibert glue RUN --frozen --multitask`
 
 # %% [markdown]
-# Pre-training is worth 6.5 points of the average here (74.0 against 67.5), and with three
-# seeds (`minibert glue RUN --seeds 0,1,2`, in the README) 74.3 +- 1.4 against 67.2 +- 0.9.
+# Pre-training is worth 5.3 points of the average here (72.9 against 67.6), and with three
+# seeds (`minibert glue RUN --seeds 0,1,2`, in the README) 74.2 +- 1.1 against 67.3 +- 0.9.
 # With only 200 labelled examples, the model from scratch learns the acceptability of the
-# world's sentences (88.8) and its entities (77.5) less well than the pre-trained one (98.8
-# and 98.7): the tagger from scratch has seen few of the world's names, the pre-trained
-# encoder has read them all. Frozen features do almost as well as fine-tuning (72.5), while
-# a random encoder's do not (58.4): the knowledge is in the pre-trained vectors. One encoder
-# for all four tasks scores 72.9, a little below four separate models.
+# world's sentences (88.8) and its entities (77.5) less well than the pre-trained one (96.5
+# and 97.8): the tagger from scratch has seen few of the world's names, the pre-trained
+# encoder has read them all. Frozen features do as well as fine-tuning, here better (75.8),
+# while a random encoder's do not (58.4): the knowledge is in the pre-trained vectors. One
+# encoder for all four tasks scores 70.9, two points below four separate models.
 
 # %% [markdown]
 # ## What the average hides
@@ -132,10 +132,10 @@ for sentence in ["Nora Berg moved from Bergen to Kyoto .", "Oslo Rovers won the 
     print(" ".join(f"{w}/{tags[int(logits[f].argmax())]}" for w, f in zip(words, item["first"])))
 
 # %% [markdown]
-# The names and places are right, and "Oslo Rovers" is tagged the way the world's data tags
-# clubs (the city only). But "moved", a word the world's text never uses, is tagged as the
-# rest of the person (I-PER): 200 labelled sentences teach the tagger the world's templates,
-# and a sentence outside them finds its limits.
+# The names and places are right, "moved", a word the world's text never uses, is tagged
+# `O`, and "Oslo Rovers" is tagged the way the world's data tags clubs (the city only): 200
+# labelled sentences teach the tagger the world's templates, and a club, which they never
+# tag as an organisation, is where those templates end.
 
 # %%
 print(f"This notebook ran in {time.perf_counter() - _start:.0f} s.")
