@@ -99,7 +99,7 @@ print("largest change of the output at each position:", np.abs(after - before).m
 # entities task; ELMo's vectors are the two LMs' states side by side), and the models are
 # fine-tuned on it.
 #
-# Pre-training three models took about 8.5 minutes on 2 cores (133 + 182 + 187 s), and
+# Pre-training three models took about 8.4 minutes on 2 cores (133 + 182 + 187 s), and
 # 9.5 minutes with the scoring, longer than this notebook may run, so the table below is the
 # one `minibert compare --out runs/compare` wrote (1,700 steps each, the defaults of
 # `minibert pretrain`), kept in `docs/compare.md`. Run the command to make it yourself. Its
@@ -124,8 +124,9 @@ Markdown(recorded.read_text()) if recorded.is_file() else print("docs/compare.md
 #   BERT and 0.749 for GPT): filling blanks and the tiny GLUE ask different things.
 # * **BERT** reads both sides and still fills only 0.086 of the blanks decided after and
 #   0.057 of those decided before: no more than always naming the most frequent answer
-#   (0.086). It has learned, at best, *what kind* of word goes in the blank, not which one:
-#   see its top 3 below. A likely reason, not tested here: its masked LM is trained on 15% of each
+#   (0.086). For blanks decided by the words after, it has learned *what kind* of word goes
+#   there, not which one; for those decided by the words before, not even that: see its
+#   top 3 below. A likely reason, not tested here: its masked LM is trained on 15% of each
 #   sequence's tokens, each language model on every token, so in the same 1,700 steps the
 #   language models got several times more training targets. (ELECTRA, Clark et al. 2020,
 #   makes this argument against masked LM's use of its data.) Its frozen features still give
@@ -133,8 +134,8 @@ Markdown(recorded.read_text()) if recorded.is_file() else print("docs/compare.md
 # * **Fine-tuned** on 200 labelled examples per task, both pre-trained models are above no
 #   pre-training (0.729 and 0.758 against 0.676); the gap comes from the acceptability and
 #   entity tasks (per task in `docs/compare.md`'s first paragraph). GPT's lead over BERT comes
-#   from the two sentence-pair tasks (paraphrase F1 0.54 against 0.47, entailment 0.53
-#   against 0.50), which no model learns (notebook 9 has the tasks one by one).
+#   mostly from the two sentence-pair tasks (paraphrase F1 0.54 against 0.47, entailment 0.53
+#   against 0.50; entities add 1.00 against 0.98), which no model learns (notebook 9 has the tasks one by one).
 # * **No pre-training** fills no blank, and its frozen random features are the weakest.
 #
 # The BERT row, scored again here on notebook 4's run:
@@ -163,7 +164,7 @@ for k in [i for i, s in enumerate(sentences) if s.relation == "language"][:2] + 
 # BERT's top three guesses are countries, the same three as for Swedish, and neither is the
 # answer: it knows the slot's kind, not the fact. For "The main language of Norway is
 # [BLANK]." it does worse: one language (portuguese) among its top three, next to two of the
-# world's hobbies, and the same three words in another order for Sweden.
+# world's sports (skiing, Norway's national sport, and football), and the same three words in another order for Sweden.
 #
 # ## T5: span corruption, and every task as text
 #
